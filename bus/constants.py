@@ -1,0 +1,111 @@
+"""Every key name, default and limit of the job bus, in one place.
+
+The Rust twin is ``rust/core/src/constants.rs``; ``tests/vectors/keys.json``
+pins both to the same values. ``docs/protocol.md`` explains how they are used.
+"""
+
+from __future__ import annotations
+
+PROTOCOL_VERSION = 1
+"""Version of the JSON messages on the bus (``"v"`` field). Bumped on any
+incompatible change; readers refuse versions they do not know."""
+
+DEFAULT_NAMESPACE = "embedfleet"
+"""Prefix of every Redis key, so that several fleets can share one Redis."""
+
+DEFAULT_LANE = "default"
+"""Lane of a job the manager did not route anywhere else."""
+
+GROUP = "workers"
+"""Consumer group name on every lane stream."""
+
+# Key suffixes: the full key is f"{namespace}:{suffix}".
+KEY_QUEUE = "q:{lane}"
+"""STREAM of job messages for one lane (field ``job``: the JSON message)."""
+
+KEY_STATE = "state"
+"""HASH job_id -> state letter: ``q`` queued, ``d`` done, ``x`` dead."""
+
+KEY_STATS = "stats"
+"""HASH of run counters: enqueued, queued, done, dead, rows, retried,
+duplicates, skipped_existing, lost_lease."""
+
+KEY_DELAYED = "delayed:{lane}"
+"""ZSET of one lane's job messages waiting for a retry; score = due time in
+Redis milliseconds (``TIME``), so worker clocks never matter."""
+
+KEY_DEAD = "dead"
+"""STREAM of dead-lettered jobs (fields ``job``, ``reason``, ``attempts``,
+``worker``)."""
+
+KEY_ERRORS = "errors"
+"""HASH job_id -> last failure reason, so that a job that finally dies after
+crashing its workers still says why."""
+
+KEY_WORKERS = "workers"
+"""HASH worker_id -> JSON worker record (registry and heartbeat)."""
+
+KEY_WORKERS_SEEN = "workers:seen"
+"""HASH worker_id -> Redis time in ms of the worker's last heartbeat."""
+
+KEY_CONTROL = "control"
+"""HASH of fleet controls: ``paused`` and ``drain`` ("1" when set)."""
+
+KEY_EVENTS = "events"
+"""STREAM of worker events, capped; the manager journals them."""
+
+KEY_LANES = "lanes"
+"""SET of lane names that have ever received a job."""
+
+JOB_FIELD = "job"
+"""Field of a stream entry holding the JSON job message."""
+
+STATE_QUEUED = "q"
+STATE_DONE = "d"
+STATE_DEAD = "x"
+
+DEFAULT_LEASE_MS = 60_000
+"""A pending entry idle for longer than this may be claimed by another worker.
+A working worker renews its lease every ``lease / 3``."""
+
+DEFAULT_MAX_DELIVERIES = 5
+"""Deliveries of one job (crashes, lease expiries and retries together) after
+which it is dead-lettered instead of run again."""
+
+DEFAULT_RETRY_BASE_MS = 2_000
+"""First retry backoff; doubled on each further attempt, capped below."""
+
+DEFAULT_RETRY_MAX_MS = 60_000
+"""Largest retry backoff."""
+
+DEFAULT_EVENTS_MAXLEN = 100_000
+"""Approximate cap on the worker events stream."""
+
+DEFAULT_HEARTBEAT_MS = 5_000
+"""How often a worker refreshes its registry record."""
+
+DEFAULT_ROWS_PER_PART = 200_000
+"""Files with more rows than this are split into row-range jobs (aligned to
+row groups)."""
+
+EMBEDDING_DIM = 384
+"""Width of an all-MiniLM-L6-v2 embedding."""
+
+MAX_SEQ_LENGTH = 256
+"""Tokens per text, as sentence-transformers truncates (not the 128 of the
+model's tokenizer.json)."""
+
+MODEL_NAME = "all-MiniLM-L6-v2"
+"""Model family name; the model id adds the weights hash."""
+
+OUTPUT_DIR = "embeddings"
+"""Output tree under the output root, mirroring ``chains/`` of the input."""
+
+INPUT_DIR = "chains"
+"""Input tree under the input root."""
+
+META_PREFIX = "embedfleet."
+"""Prefix of every Parquet key-value metadata key embedfleet writes."""
+
+OUTPUT_FORMAT_VERSION = 1
+"""Version of the output Parquet layout (columns and metadata keys)."""

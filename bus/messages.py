@@ -1,0 +1,146 @@
+"""Job messages: the JSON that travels on the lane streams.
+
+A job names one input file (or one row range of it) relative to the input
+root, the output it must produce relative to the output root, the input
+fingerprint and the model. Its id is derived from those, so enqueuing the same
+work twice yields the same id and the second enqueue is a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from bus.constants import DEFAULT_LANE, INPUT_DIR, OUTPUT_DIR, PROTOCOL_VERSION
+from bus.errors import ProtocolError, UnsafePath
+
+
+def job_id(path: str, rows: tuple[int, int] | None, fingerprint: str, model: str) -> str:
+    """Deterministic id of a job: 32 hex digits of SHA-256 over its identity."""
+    start, end = rows if rows is not None else ("", "")
+    material = "\x1f".join(["v1", path, str(start), str(end), fingerprint, model])
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()[:32]
+
+
+def output_path(path: str, rows: tuple[int, int] | None) -> str:
+    """Output path (relative to the output root) for an input path and range.
+
+    ``chains/s/sub/f.parquet`` -> ``embeddings/s/sub/f.parquet``; a row range
+    adds ``.rows-<start>-<end>`` before the extension.
+    """
+    check_relative(path)
+    parts = path.split("/")
+    if parts[0] != INPUT_DIR:
+        raise UnsafePath(f"{path}: input paths start with {INPUT_DIR}/")
+    rel = "/".join([OUTPUT_DIR, *parts[1:]])
+    if rows is None:
+        return rel
+    stem, ext = posixpath.splitext(rel)
+    return f"{stem}.rows-{rows[0]}-{rows[1]}{ext}"
+
+
+def check_relative(path: str) -> None:
+    """Refuse a job path that could escape its dataset root."""
+    if not path or path.startswith("/") or "\\" in path or "\x00" in path:
+        raise UnsafePath(f"{path!r}: job paths are relative POSIX paths")
+    if any(p in ("", ".", "..") for p in path.split("/")):
+        raise UnsafePath(f"{path!r}: job paths may not contain empty, '.' or '..' parts")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of embedding work."""
+
+    path: str
+    out: str
+    fingerprint: str
+    model: str
+    rows: tuple[int, int] | None = None
+    column: str = "text"
+    id_column: str | None = None
+    lane: str = DEFAULT_LANE
+    attempt: int = 1
+    id: str = field(default="")
+
+    @classmethod
+    def create(
+        cls,
+        path: str,
+        fingerprint: str,
+        model: str,
+        rows: tuple[int, int] | None = None,
+        column: str = "text",
+        id_column: str | None = None,
+        lane: str = DEFAULT_LANE,
+    ) -> Job:
+        """A new job with its id and output path derived from its identity."""
+        return cls(
+            path=path,
+            out=output_path(path, rows),
+            fingerprint=fingerprint,
+            model=model,
+            rows=rows,
+            column=column,
+            id_column=id_column,
+            lane=lane,
+            id=job_id(path, rows, fingerprint, model),
+        )
+
+    def next_attempt(self) -> Job:
+        """The same job, one attempt later (for a retry)."""
+        return replace(self, attempt=self.attempt + 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": PROTOCOL_VERSION,
+            "id": self.id,
+            "path": self.path,
+            "out": self.out,
+            "rows": list(self.rows) if self.rows is not None else None,
+            "fp": self.fingerprint,
+            "model": self.model,
+            "col": self.column,
+            "idcol": self.id_column,
+            "lane": self.lane,
+            "attempt": self.attempt,
+        }
+
+    def to_json(self) -> str:
+        """Compact JSON with keys in a fixed order (the wire form)."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Job:
+        """Parse and validate a wire message; ``ProtocolError`` if it is bad."""
+        try:
+            d = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ProtocolError(f"job message is not JSON: {e}") from None
+        if not isinstance(d, dict):
+            raise ProtocolError("job message is not a JSON object")
+        if d.get("v") != PROTOCOL_VERSION:
+            raise ProtocolError(f"unsupported job message version {d.get('v')!r}")
+        try:
+            rows = d.get("rows")
+            job = cls(
+                id=str(d["id"]),
+                path=str(d["path"]),
+                out=str(d["out"]),
+                fingerprint=str(d["fp"]),
+                model=str(d["model"]),
+                rows=(int(rows[0]), int(rows[1])) if rows is not None else None,
+                column=str(d.get("col") or "text"),
+                id_column=d.get("idcol"),
+                lane=str(d.get("lane") or DEFAULT_LANE),
+                attempt=int(d.get("attempt", 1)),
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise ProtocolError(f"job message lacks or mistypes a field: {e!r}") from None
+        check_relative(job.path)
+        check_relative(job.out)
+        if job.rows is not None and not (0 <= job.rows[0] <= job.rows[1]):
+            raise ProtocolError(f"job {job.id}: bad row range {job.rows}")
+        return job

@@ -1,0 +1,275 @@
+"""The real bus: Redis Streams with one consumer group per lane.
+
+Every state change goes through one of the Lua scripts in ``bus/lua`` (each
+lists its keys in its header), so it is atomic and checks ownership. Errors
+from redis-py are translated to ``BusUnavailable`` at this boundary.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any, TypeVar
+
+import redis
+import redis.exceptions as rexc
+
+from bus import constants as c
+from bus.errors import BusUnavailable, ProtocolError
+from bus.keys import Keys
+from bus.messages import Job
+from bus.settings import RedisSettings
+from bus.transport import Controls, Delivery, Outcome, WorkerRecord
+
+T = TypeVar("T")
+SCRIPT_NAMES = ("enqueue", "renew", "complete", "retry", "dead", "promote", "trim", "heartbeat")
+
+
+def script_source(name: str) -> str:
+    """Text of one of the shared Lua scripts (``bus/lua/<name>.lua``)."""
+    return resources.files("bus").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+
+
+def connect(settings: RedisSettings, timeout_s: float = 10.0) -> redis.Redis:
+    """A redis-py client for the settings (bytes responses)."""
+    common: dict[str, Any] = dict(
+        db=settings.db,
+        username=settings.username,
+        password=settings.password,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        health_check_interval=30,
+    )
+    if settings.unix_socket:
+        return redis.Redis(unix_socket_path=settings.unix_socket, **common)
+    return redis.Redis(host=settings.host, port=settings.port, ssl=settings.ssl, **common)
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """Turn redis-py's connection faults into ``BusUnavailable``."""
+    try:
+        yield
+    except (rexc.ConnectionError, rexc.TimeoutError, rexc.BusyLoadingError) as e:
+        raise BusUnavailable(f"Redis unavailable: {type(e).__name__}") from None
+    except rexc.ResponseError as e:
+        if str(e).startswith(("LOADING", "MASTERDOWN", "TRYAGAIN")):
+            raise BusUnavailable(f"Redis not ready: {str(e).split(' ')[0]}") from None
+        raise
+
+
+def _translating(fn: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        with translated():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def _s(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+class RedisTransport:
+    """``Transport`` over a real Redis."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        namespace: str = c.DEFAULT_NAMESPACE,
+        lease_ms: int = c.DEFAULT_LEASE_MS,
+        autoclaim_every_s: float = 1.0,
+    ) -> None:
+        self.r = client
+        self.keys = Keys(namespace)
+        self.lease_ms = lease_ms
+        self.autoclaim_every_s = autoclaim_every_s
+        self._scripts = {n: client.register_script(script_source(n)) for n in SCRIPT_NAMES}
+        self._last_autoclaim = 0.0
+        self._last_promote = 0.0
+        self._buffer: list[Delivery] = []
+
+    @classmethod
+    def from_settings(cls, settings: RedisSettings, **kw: Any) -> RedisTransport:
+        return cls(connect(settings), namespace=settings.namespace, **kw)
+
+    def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        return self._scripts[name](keys=keys, args=args)
+
+    # -- producing -------------------------------------------------------
+    @_translating
+    def enqueue(self, job: Job, redo: bool = False) -> bool:
+        """Idempotent enqueue; ``True`` when the job was new."""
+        k = self.keys
+        keys = [k.state, k.queue(job.lane), k.stats, k.lanes]
+        return bool(self._run("enqueue", keys, [job.id, job.to_json(), job.lane, "redo" if redo else ""]))
+
+    @_translating
+    def ensure_lanes(self, lanes: list[str]) -> None:
+        for lane in lanes:
+            try:
+                self.r.xgroup_create(self.keys.queue(lane), c.GROUP, id="0", mkstream=True)
+            except rexc.ResponseError as e:
+                if "BUSYGROUP" not in str(e):
+                    raise
+
+    # -- consuming -------------------------------------------------------
+    @_translating
+    def claim(self, consumer: str, lanes: list[str], block_ms: int) -> Delivery | None:
+        now = time.monotonic()
+        if now - self._last_promote >= 1.0:
+            self._last_promote = now
+            for lane in lanes:
+                self._run("promote", [self.keys.delayed(lane), self.keys.queue(lane)], [100])
+        if now - self._last_autoclaim >= self.autoclaim_every_s:
+            self._last_autoclaim = now
+            d = self._autoclaim(consumer, lanes)
+            if d is not None:
+                return d
+        # Lanes are read one at a time, in the order given (their priority):
+        # XREADGROUP over several streams with COUNT 1 hands out one entry
+        # *per stream*, and an entry handed out but not returned would sit
+        # in this consumer's pending list until its lease expired.
+        while self._buffer:
+            d = self._buffer.pop(0)
+            if self.renew(consumer, d):
+                return d
+        for lane in lanes:
+            resp = self.r.xreadgroup(c.GROUP, consumer, {self.keys.queue(lane): ">"}, count=1)
+            for _stream, entries in resp or []:
+                for entry_id, fields in entries:
+                    return self._delivery(consumer, lane, _s(entry_id), fields, 1)
+        if block_ms <= 0:
+            return None
+        streams = {self.keys.queue(lane): ">" for lane in lanes}
+        resp = self.r.xreadgroup(c.GROUP, consumer, streams, count=1, block=block_ms)  # type: ignore[arg-type]
+        got = [
+            (_s(stream).rsplit(":", 1)[-1], _s(entry_id), fields)
+            for stream, entries in resp or []
+            for entry_id, fields in entries
+        ]
+        for lane, entry_id, fields in got[1:]:
+            self._buffer.append(self._delivery(consumer, lane, entry_id, fields, 1))
+        if got:
+            return self._delivery(consumer, *got[0], 1)
+        # The queue was empty: look again for expired leases at once.
+        self._last_autoclaim = 0.0
+        return None
+
+    def _autoclaim(self, consumer: str, lanes: list[str]) -> Delivery | None:
+        for lane in lanes:
+            q = self.keys.queue(lane)
+            resp = self.r.xautoclaim(q, c.GROUP, consumer, self.lease_ms, "0-0", count=1)
+            claimed = resp[1] if len(resp) > 1 else []
+            for entry_id, fields in claimed:
+                if fields is None:
+                    continue
+                pend = self.r.xpending_range(q, c.GROUP, min=entry_id, max=entry_id, count=1)
+                n = int(pend[0]["times_delivered"]) if pend else 1
+                return self._delivery(consumer, lane, _s(entry_id), fields, n)
+        return None
+
+    def _delivery(self, consumer: str, lane: str, entry_id: str, fields: dict[Any, Any], n: int) -> Delivery:
+        raw = fields.get(c.JOB_FIELD.encode()) or fields.get(c.JOB_FIELD)
+        try:
+            job = Job.from_json(raw or b"")
+        except ProtocolError as e:
+            # A message no worker can read: dead-letter it under its entry id.
+            stub = Job(path="-", out="-", fingerprint="-", model="-", lane=lane, id=f"entry:{entry_id}")
+            self._run(
+                "dead",
+                [self.keys.queue(lane), self.keys.state, self.keys.stats, self.keys.errors, self.keys.dead],
+                [c.GROUP, entry_id, consumer, stub.id, _s(raw or b""), str(e), n, consumer],
+            )
+            raise
+        return Delivery(job=job, lane=lane, entry_id=entry_id, deliveries=n)
+
+    @_translating
+    def renew(self, consumer: str, d: Delivery) -> bool:
+        return bool(self._run("renew", [self.keys.queue(d.lane)], [c.GROUP, d.entry_id, consumer]))
+
+    @_translating
+    def complete(self, consumer: str, d: Delivery, rows: int, skipped: bool = False) -> Outcome:
+        k = self.keys
+        res = self._run(
+            "complete",
+            [k.queue(d.lane), k.state, k.stats, k.errors],
+            [c.GROUP, d.entry_id, consumer, d.job.id, rows, "skip" if skipped else ""],
+        )
+        return Outcome(int(res))
+
+    @_translating
+    def retry(self, consumer: str, d: Delivery, reason: str, delay_ms: int) -> Outcome:
+        k = self.keys
+        nxt = d.job.next_attempt()
+        # Crash re-deliveries count as attempts too: carry them into the next one.
+        nxt = type(nxt)(**{**nxt.__dict__, "attempt": d.attempts + 1})
+        res = self._run(
+            "retry",
+            [k.queue(d.lane), k.delayed(d.lane), k.stats, k.errors],
+            [c.GROUP, d.entry_id, consumer, d.job.id, nxt.to_json(), reason, delay_ms],
+        )
+        return Outcome.DONE if int(res) == 1 else Outcome.LEASE_LOST
+
+    @_translating
+    def dead_letter(self, consumer: str, d: Delivery, reason: str, worker_id: str) -> Outcome:
+        k = self.keys
+        res = self._run(
+            "dead",
+            [k.queue(d.lane), k.state, k.stats, k.errors, k.dead],
+            [c.GROUP, d.entry_id, consumer, d.job.id, d.job.to_json(), reason, d.attempts, worker_id],
+        )
+        return Outcome(int(res))
+
+    # -- fleet -----------------------------------------------------------
+    @_translating
+    def heartbeat(self, record: WorkerRecord) -> int:
+        k = self.keys
+        body = json.dumps(record.to_dict(), separators=(",", ":"))
+        return int(self._run("heartbeat", [k.workers, k.workers_seen], [record.worker_id, body]))
+
+    @_translating
+    def deregister(self, worker_id: str) -> None:
+        self.r.hdel(self.keys.workers, worker_id)
+        self.r.hdel(self.keys.workers_seen, worker_id)
+
+    @_translating
+    def controls(self) -> Controls:
+        raw = self.r.hgetall(self.keys.control)
+        vals = {_s(a): _s(b) for a, b in raw.items()}
+        return Controls(paused=vals.get("paused") == "1", drain=vals.get("drain") == "1")
+
+    @_translating
+    def set_control(self, name: str, on: bool) -> None:
+        if on:
+            self.r.hset(self.keys.control, name, "1")
+        else:
+            self.r.hdel(self.keys.control, name)
+
+    @_translating
+    def publish_event(self, event: dict[str, Any]) -> None:
+        body = json.dumps(event, separators=(",", ":"), default=str)
+        self.r.xadd(self.keys.events, {"event": body}, maxlen=c.DEFAULT_EVENTS_MAXLEN, approximate=True)
+
+    @_translating
+    def last_error(self, job_id: str) -> str | None:
+        v = self.r.hget(self.keys.errors, job_id)
+        return _s(v) if v is not None else None
+
+    @_translating
+    def trim(self, lane: str) -> int:
+        """Drop acknowledged entries of a lane (never past the oldest pending)."""
+        return int(self._run("trim", [self.keys.queue(lane)], [c.GROUP]))
+
+    @_translating
+    def stats(self) -> dict[str, int]:
+        return {_s(a): int(b) for a, b in self.r.hgetall(self.keys.stats).items()}
+
+    @_translating
+    def lanes(self) -> list[str]:
+        return sorted(_s(x) for x in self.r.smembers(self.keys.lanes))

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Idempotent set-up of a development or single-machine box:
+#   system  - Debian packages (redis-server for tests and fleets; tools the
+#             fault harness and browser tests use)
+#   python  - one venv outside the clone, pinned requirements, the Rust
+#             extension (maturin develop --release)
+#   rust    - the embedfleet-worker binary (cargo build --release)
+#   onnx    - the ONNX export of the model for the Rust worker
+#   all     - everything above
+# Each step is skipped when its inputs are unchanged (stamps under
+# $EMBEDFLEET_HOME/stamps). Nothing here downloads a binary: only Debian's
+# packages, PyPI and crates.io are used.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+EMBEDFLEET_HOME=${EMBEDFLEET_HOME:-$HOME/.cache/embedfleet}
+VENV=${VENV:-$EMBEDFLEET_HOME/venv}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$EMBEDFLEET_HOME/target}
+ONNX_DIR=${ONNX_DIR:-models/onnx/minilm}
+STAMPS=$EMBEDFLEET_HOME/stamps
+PYTHON=${PYTHON:-python3}
+mkdir -p "$STAMPS"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+APT_PACKAGES=(redis-server iproute2 iptables faketime chromium chromium-driver)
+
+step_system() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo -n"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+hash_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
+
+step_python() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    log "creating venv $VENV"
+    "$PYTHON" -m venv "$VENV"
+  fi
+  local h; h=$(hash_of requirements.txt)
+  if [ ! -f "$STAMPS/requirements-$h" ]; then
+    log "installing Python requirements (pip cache keeps torch between clones)"
+    "$VENV/bin/pip" install -q --upgrade pip
+    "$VENV/bin/pip" install -q -r requirements.txt
+    touch "$STAMPS/requirements-$h"
+  fi
+  local rh; rh=$( (find rust bus/lua -type f \( -name '*.rs' -o -name 'Cargo.toml' -o -name '*.lua' \) -print0 | sort -z | xargs -0 cat; cat pyproject.toml) | sha256sum | cut -c1-16)
+  if ! ls manager/_core*.so >/dev/null 2>&1 || [ ! -f "$STAMPS/ext-$rh-$(pwd | sha256sum | cut -c1-8)" ]; then
+    log "building the manager's Rust extension (maturin develop --release)"
+    VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH" "$VENV/bin/maturin" develop --release -q >/dev/null
+    touch "$STAMPS/ext-$rh-$(pwd | sha256sum | cut -c1-8)"
+  fi
+}
+
+step_rust() {
+  log "building embedfleet-worker (cargo build --release)"
+  cargo build --release -q --manifest-path rust/Cargo.toml -p embedfleet-worker
+}
+
+step_onnx() {
+  if [ ! -f "$ONNX_DIR/embedfleet_model.json" ]; then
+    log "exporting the model to ONNX ($ONNX_DIR)"
+    HF_HUB_OFFLINE=1 "$VENV/bin/python" -m models.export_onnx --output "$ONNX_DIR"
+  fi
+}
+
+case "${1:-all}" in
+  system) step_system ;;
+  python) step_python ;;
+  rust) step_rust ;;
+  onnx) step_python; step_onnx ;;
+  all) step_system; step_python; step_rust; step_onnx ;;
+  *) echo "usage: $0 [system|python|rust|onnx|all]" >&2; exit 2 ;;
+esac

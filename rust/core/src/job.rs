@@ -1,0 +1,147 @@
+//! Job messages: the JSON on the lane streams, and the derivation of job ids
+//! and output paths (Python twin: `bus/messages.py`).
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::constants::{DEFAULT_LANE, INPUT_DIR, OUTPUT_DIR, PROTOCOL_VERSION};
+use crate::error::CoreError;
+
+/// One unit of embedding work, in wire order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub v: u32,
+    pub id: String,
+    pub path: String,
+    pub out: String,
+    pub rows: Option<(u64, u64)>,
+    pub fp: String,
+    pub model: String,
+    #[serde(default = "default_col")]
+    pub col: String,
+    #[serde(default)]
+    pub idcol: Option<String>,
+    #[serde(default = "default_lane")]
+    pub lane: String,
+    #[serde(default = "one")]
+    pub attempt: u32,
+}
+
+fn default_col() -> String {
+    "text".into()
+}
+fn default_lane() -> String {
+    DEFAULT_LANE.into()
+}
+fn one() -> u32 {
+    1
+}
+
+/// Deterministic id: 32 hex digits of SHA-256 over the job's identity.
+pub fn job_id(path: &str, rows: Option<(u64, u64)>, fingerprint: &str, model: &str) -> String {
+    let (s, e) = match rows {
+        Some((s, e)) => (s.to_string(), e.to_string()),
+        None => (String::new(), String::new()),
+    };
+    let material = ["v1", path, &s, &e, fingerprint, model].join("\u{1f}");
+    hex::encode(&Sha256::digest(material.as_bytes())[..16])
+}
+
+/// Refuse a job path that could escape its dataset root.
+pub fn check_relative(path: &str) -> Result<(), CoreError> {
+    if path.is_empty() || path.starts_with('/') || path.contains('\\') || path.contains('\0') {
+        return Err(CoreError::UnsafePath(format!("{path:?}: job paths are relative POSIX paths")));
+    }
+    if path.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+        return Err(CoreError::UnsafePath(format!(
+            "{path:?}: job paths may not contain empty, '.' or '..' parts"
+        )));
+    }
+    Ok(())
+}
+
+/// Output path for an input path and optional row range.
+pub fn output_path(path: &str, rows: Option<(u64, u64)>) -> Result<String, CoreError> {
+    check_relative(path)?;
+    let rest = path
+        .strip_prefix(INPUT_DIR)
+        .and_then(|r| r.strip_prefix('/'))
+        .ok_or_else(|| CoreError::UnsafePath(format!("{path}: input paths start with {INPUT_DIR}/")))?;
+    let rel = format!("{OUTPUT_DIR}/{rest}");
+    Ok(match rows {
+        None => rel,
+        Some((s, e)) => {
+            let (stem, ext) = split_ext(&rel);
+            format!("{stem}.rows-{s}-{e}{ext}")
+        }
+    })
+}
+
+/// Split like Python's `posixpath.splitext`: the extension starts at the last
+/// dot of the last component, unless that component starts with it.
+fn split_ext(p: &str) -> (&str, &str) {
+    let base_start = p.rfind('/').map(|i| i + 1).unwrap_or(0);
+    let base = &p[base_start..];
+    let lead = base.len() - base.trim_start_matches('.').len();
+    match base[lead..].rfind('.') {
+        Some(i) => p.split_at(base_start + lead + i),
+        None => (p, ""),
+    }
+}
+
+impl Job {
+    /// A new job with id and output path derived from its identity.
+    pub fn create(
+        path: &str,
+        fingerprint: &str,
+        model: &str,
+        rows: Option<(u64, u64)>,
+        column: &str,
+        id_column: Option<&str>,
+        lane: &str,
+    ) -> Result<Job, CoreError> {
+        Ok(Job {
+            v: PROTOCOL_VERSION,
+            id: job_id(path, rows, fingerprint, model),
+            out: output_path(path, rows)?,
+            path: path.to_string(),
+            rows,
+            fp: fingerprint.to_string(),
+            model: model.to_string(),
+            col: column.to_string(),
+            idcol: id_column.map(str::to_string),
+            lane: lane.to_string(),
+            attempt: 1,
+        })
+    }
+
+    /// Compact JSON, keys in wire order.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a Job always serialises")
+    }
+
+    /// Parse and validate a wire message.
+    pub fn from_json(raw: &str) -> Result<Job, CoreError> {
+        let v: serde_json::Value =
+            serde_json::from_str(raw).map_err(|e| CoreError::Protocol(format!("job message is not JSON: {e}")))?;
+        match v.get("v").and_then(|x| x.as_u64()) {
+            Some(x) if x == u64::from(PROTOCOL_VERSION) => {}
+            other => return Err(CoreError::Protocol(format!("unsupported job message version {other:?}"))),
+        }
+        let job: Job = serde_json::from_value(v)
+            .map_err(|e| CoreError::Protocol(format!("job message lacks or mistypes a field: {e}")))?;
+        check_relative(&job.path)?;
+        check_relative(&job.out)?;
+        if let Some((s, e)) = job.rows {
+            if s > e {
+                return Err(CoreError::Protocol(format!("job {}: bad row range ({s}, {e})", job.id)));
+            }
+        }
+        Ok(job)
+    }
+
+    /// The same job, one attempt later.
+    pub fn next_attempt(&self, attempt: u32) -> Job {
+        Job { attempt, ..self.clone() }
+    }
+}

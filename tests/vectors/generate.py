@@ -1,0 +1,185 @@
+"""Regenerate the protocol test vectors from the Python reference.
+
+Run only when the protocol changes on purpose (and bump PROTOCOL_VERSION when
+the change is incompatible): ``python -m tests.vectors.generate``. Both the
+Python and the Rust test suites load these files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bus.constants import DEFAULT_NAMESPACE
+from bus.errors import EmbedfleetError
+from bus.keys import Keys
+from bus.messages import Job, check_relative
+
+HERE = Path(__file__).parent
+MODEL = "all-MiniLM-L6-v2@53aa51172d142c89"
+
+JOB_CASES = [
+    dict(path="chains/2024-01/AskReddit/part-000.parquet", fingerprint="1048576-1700000000000000000", rows=None),
+    dict(path="chains/2024-01/AskReddit/part-001.parquet", fingerprint="99-1", rows=(0, 50000)),
+    dict(path="chains/2024-01/AskReddit/part-001.parquet", fingerprint="99-1", rows=(50000, 100000)),
+    dict(path="chains/x/r/café ☕.parquet", fingerprint="10-20", rows=None, id_column="id", lane="gpu"),
+    dict(path="chains/x/r/no_ext", fingerprint="10-20", rows=(5, 9), column="body"),
+    dict(path="chains/x/r/.hidden.parquet", fingerprint="1-1", rows=(0, 1)),
+]
+
+PATHS = [
+    ("chains/a/b/c.parquet", True),
+    ("embeddings/a/b/c.parquet", True),
+    ("/etc/passwd", False),
+    ("chains/../../etc/passwd", False),
+    ("chains/a/./c.parquet", False),
+    ("chains//c.parquet", False),
+    ("", False),
+    ("chains\\a\\b.parquet", False),
+    ("chains/a/b\u0000.parquet", False),
+    ("chains/a/..hidden/c.parquet", True),
+]
+
+BAD_MESSAGES = [
+    ("not json", "not JSON"),
+    ("[1,2]", "object"),
+    ('{"v":2,"id":"x","path":"chains/a","out":"embeddings/a","rows":null,"fp":"1","model":"m"}', "version"),
+    ('{"v":1,"id":"x","out":"embeddings/a","rows":null,"fp":"1","model":"m"}', "field"),
+    ('{"v":1,"id":"x","path":"/abs","out":"embeddings/a","rows":null,"fp":"1","model":"m"}', "relative"),
+    ('{"v":1,"id":"x","path":"chains/a","out":"embeddings/../../x","rows":null,"fp":"1","model":"m"}', ".."),
+    ('{"v":1,"id":"x","path":"chains/a","out":"embeddings/a","rows":[9,3],"fp":"1","model":"m"}', "row range"),
+]
+
+# Bus scenarios: both suites run these step by step against a real Redis
+# (lease_ms as given; "sleep" waits on the wall clock; "job" names refer to
+# the "jobs" table; claim expects the job name or null).
+SCENARIOS = [
+    {
+        "name": "idempotent enqueue and ownership-checked completion",
+        "lease_ms": 60000,
+        "jobs": {"a": 0, "b": 1},
+        "steps": [
+            {"op": "enqueue", "job": "a", "expect": 1},
+            {"op": "enqueue", "job": "a", "expect": 0},
+            {"op": "enqueue", "job": "b", "expect": 1},
+            {"op": "claim", "consumer": "w1", "expect": "a", "deliveries": 1},
+            {"op": "claim", "consumer": "w2", "expect": "b", "deliveries": 1},
+            {"op": "complete", "consumer": "w2", "job": "a", "rows": 10, "expect": 0},
+            {"op": "complete", "consumer": "w1", "job": "a", "rows": 10, "expect": 1},
+            {"op": "complete", "consumer": "w1", "job": "a", "rows": 10, "expect": 0},
+            {"op": "enqueue", "job": "a", "expect": 0},
+            {"op": "complete", "consumer": "w2", "job": "b", "rows": 5, "expect": 1},
+            {"op": "stats", "expect": {"enqueued": 2, "queued": 0, "done": 2, "rows": 15, "lost_lease": 2}},
+            {"op": "state", "job": "a", "expect": "d"},
+        ],
+    },
+    {
+        "name": "expired lease taken over; the late owner cannot renew or complete",
+        "lease_ms": 100,
+        "jobs": {"a": 0},
+        "steps": [
+            {"op": "enqueue", "job": "a", "expect": 1},
+            {"op": "claim", "consumer": "w1", "expect": "a", "deliveries": 1},
+            {"op": "renew", "consumer": "w1", "job": "a", "expect": 1},
+            {"op": "claim", "consumer": "w2", "expect": None},
+            {"op": "sleep", "ms": 250},
+            {"op": "claim", "consumer": "w2", "expect": "a", "deliveries": 2},
+            {"op": "renew", "consumer": "w1", "job": "a", "expect": 0},
+            {"op": "complete", "consumer": "w1", "job": "a", "rows": 3, "expect": 0},
+            {"op": "complete", "consumer": "w2", "job": "a", "rows": 3, "expect": 1},
+            {"op": "stats", "expect": {"done": 1, "queued": 0, "rows": 3, "lost_lease": 1}},
+        ],
+    },
+    {
+        "name": "duplicate entry of a done job is acknowledged, not counted",
+        "lease_ms": 60000,
+        "jobs": {"a": 0},
+        "steps": [
+            {"op": "enqueue", "job": "a", "expect": 1},
+            {"op": "raw_add", "job": "a"},
+            {"op": "claim", "consumer": "w1", "expect": "a", "deliveries": 1},
+            {"op": "complete", "consumer": "w1", "job": "a", "rows": 7, "expect": 1},
+            {"op": "claim", "consumer": "w1", "expect": "a", "deliveries": 1},
+            {"op": "complete", "consumer": "w1", "job": "a", "rows": 7, "expect": 2},
+            {"op": "stats", "expect": {"done": 1, "rows": 7, "duplicates": 1}},
+        ],
+    },
+    {
+        "name": "retry after backoff, then dead letter with reason",
+        "lease_ms": 60000,
+        "jobs": {"a": 2},
+        "steps": [
+            {"op": "enqueue", "job": "a", "expect": 1},
+            {"op": "claim", "consumer": "w1", "expect": "a", "deliveries": 1},
+            {"op": "retry", "consumer": "w1", "job": "a", "reason": "disk hiccup", "delay_ms": 200, "expect": 1},
+            {"op": "claim", "consumer": "w1", "expect": None},
+            {"op": "sleep", "ms": 1300},
+            {"op": "claim", "consumer": "w1", "expect": "a", "deliveries": 1, "attempt": 2},
+            {"op": "dead", "consumer": "w1", "job": "a", "reason": "corrupt parquet", "expect": 1},
+            {"op": "state", "job": "a", "expect": "x"},
+            {"op": "dead_reason", "job": "a", "expect": "corrupt parquet"},
+            {"op": "stats", "expect": {"dead": 1, "queued": 0, "retried": 1}},
+            {"op": "enqueue", "job": "a", "expect": 0},
+        ],
+    },
+    {
+        "name": "trim keeps pending and undelivered entries",
+        "lease_ms": 60000,
+        "jobs": {"a": 0, "b": 1, "c": 3},
+        "steps": [
+            {"op": "enqueue", "job": "a", "expect": 1},
+            {"op": "enqueue", "job": "b", "expect": 1},
+            {"op": "enqueue", "job": "c", "expect": 1},
+            {"op": "claim", "consumer": "w1", "expect": "a", "deliveries": 1},
+            {"op": "claim", "consumer": "w1", "expect": "b", "deliveries": 1},
+            {"op": "complete", "consumer": "w1", "job": "b", "rows": 1, "expect": 1},
+            {"op": "trim", "expect": 0},
+            {"op": "complete", "consumer": "w1", "job": "a", "rows": 1, "expect": 1},
+            {"op": "trim", "expect": 1},
+            {"op": "stream_len", "expect": 2},
+            {"op": "claim", "consumer": "w1", "expect": "c", "deliveries": 1},
+        ],
+    },
+]
+
+
+def job_case(i: int) -> Job:
+    kw = dict(JOB_CASES[i])
+    return Job.create(model=MODEL, **kw)  # type: ignore[arg-type]
+
+
+def main() -> None:
+    jobs = []
+    for kw in JOB_CASES:
+        job = Job.create(model=MODEL, **kw)  # type: ignore[arg-type]
+        jobs.append({"input": {**kw, "rows": list(kw["rows"]) if kw.get("rows") else None, "model": MODEL},
+                     "id": job.id, "out": job.out, "json": job.to_json()})
+    paths = []
+    for p, ok in PATHS:
+        try:
+            check_relative(p)
+            got = True
+        except EmbedfleetError:
+            got = False
+        assert got == ok, p
+        paths.append({"path": p, "ok": ok})
+    k = Keys(DEFAULT_NAMESPACE)
+    keys = {
+        "namespace": DEFAULT_NAMESPACE, "lane": "gpu",
+        "queue": k.queue("gpu"), "delayed": k.delayed("gpu"), "state": k.state, "stats": k.stats,
+        "dead": k.dead, "errors": k.errors, "workers": k.workers, "workers_seen": k.workers_seen,
+        "control": k.control, "events": k.events, "lanes": k.lanes,
+    }
+    out = {
+        "jobs.json": jobs,
+        "paths.json": paths,
+        "keys.json": keys,
+        "bad_messages.json": [{"raw": r, "error_contains": e} for r, e in BAD_MESSAGES],
+        "scenarios.json": SCENARIOS,
+    }
+    for name, data in out.items():
+        (HERE / name).write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
