@@ -1,0 +1,253 @@
+"""Subcommands ``serve``, ``status``, ``verify-journal``, ``pause``,
+``resume``, ``drain`` and ``requeue-failed`` of ``python -m manager``.
+
+``serve`` is the manager on the storage host: it scans, enqueues, watches
+the run to its end (journal, state.json, summary), serves the status API and
+dashboard, and advertises the bus over mDNS. Its exit status is the run's
+(non-zero when any job was dead-lettered; see ``manager.summary``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from bus.errors import EmbedfleetError
+from bus.redis_transport import RedisTransport, connect
+from bus.settings import ENV_NAMESPACE, ENV_URL, RedisSettings
+from manager import actions
+from manager.auth import InsecureBind, check_bind, token_from_env
+from manager.redaction import Redactor, install_log_redaction
+
+log = logging.getLogger("embedfleet.manager")
+DEFAULT_PORT = 8377
+
+
+def _bus_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--redis-url",
+        default=os.environ.get(ENV_URL),
+        help=f"redis://[user:pass@]host:port/db (env {ENV_URL}; password also from EMBEDFLEET_REDIS_PASSWORD)",
+    )
+    p.add_argument("--namespace", default=os.environ.get(ENV_NAMESPACE), help=f"key prefix (env {ENV_NAMESPACE})")
+
+
+def settings_from_args(args: argparse.Namespace) -> RedisSettings:
+    if not args.redis_url:
+        raise SystemExit(
+            f"no Redis: pass --redis-url or set {ENV_URL} (for one machine, `python -m manager run` "
+            "starts an embedded Redis)"
+        )
+    return RedisSettings.from_url(args.redis_url, namespace=args.namespace)
+
+
+def _redacted_logs(settings: RedisSettings | None = None, token: str | None = None) -> Redactor:
+    red = Redactor([*(settings.secrets() if settings else []), token or ""])
+    install_log_redaction(red)
+    return red
+
+
+def register(sub: Any) -> None:
+    """Add this module's subcommands to ``python -m manager``."""
+    _register_serve(sub)
+    p = sub.add_parser("status", help="the run and the fleet in the terminal")
+    _bus_options(p)
+    p.add_argument("--run-dir", type=Path, help="run directory (default: the latest under --output/runs)")
+    p.add_argument("--output", "--output-root", dest="output_root", type=Path, help="output root")
+    p.add_argument("--watch", nargs="?", const=2.0, type=float, metavar="SECONDS", help="refresh until Ctrl-C")
+    p.add_argument("--json", action="store_true", help="print the snapshot as JSON")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("verify-journal", help="check a run journal's hash chain (exit 1 if tampered)")
+    p.add_argument("path", type=Path, help="events.jsonl or its run directory")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_verify)
+
+    for name, helptext in [
+        ("pause", "workers take no new job"),
+        ("resume", "clear pause and drain"),
+        ("drain", "each worker exits after its current job"),
+        ("requeue-failed", "put every dead-lettered job back on its lane"),
+    ]:
+        p = sub.add_parser(name, help=helptext)
+        _bus_options(p)
+        p.set_defaults(func=cmd_action, action=name)
+
+
+def _register_serve(sub: Any) -> None:
+    p = sub.add_parser("serve", help="scan, enqueue, coordinate the run, serve status and dashboard")
+    _bus_options(p)
+    p.add_argument("--input", "--input-root", dest="input_root", type=Path, required=True, help="input root")
+    p.add_argument("--output", "--output-root", dest="output_root", type=Path, help="output root (default: input)")
+    p.add_argument("--model", help="model id (default: the installed all-MiniLM-L6-v2)")
+    p.add_argument("--column", default="text")
+    p.add_argument("--id-column")
+    p.add_argument("--rows-per-part", type=int, default=200_000)
+    p.add_argument("--subreddits", type=Path, help="subreddits_list.json checkpoint")
+    p.add_argument("--route", action="append", default=[], help="'<subreddit glob>=<lane>' (repeatable)")
+    p.add_argument("--run-dir", type=Path, help="default: <output>/runs/<run id>")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="API bind address (beyond loopback needs EMBEDFLEET_DASHBOARD_TOKEN)"
+    )
+    p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument("--no-api", action="store_true", help="serve no API or dashboard")
+    p.add_argument("--no-advertise", action="store_true", help="do not advertise the bus over mDNS")
+    p.add_argument(
+        "--cluster-command",
+        help="run after embedding, e.g. 'python -m clusterer --input "
+        "{output_root}' ({output_root}, {run_dir}, {run_id} filled in)",
+    )
+    p.add_argument("--keep-serving", action="store_true", help="keep the dashboard up after the run ends")
+    p.set_defaults(func=cmd_serve)
+
+
+def _cluster_command(template: str) -> Any:
+    def run(req: Any) -> dict[str, Any]:
+        argv = [
+            a.format(output_root=req.output_root, run_dir=req.run_dir, run_id=req.run_id) for a in shlex.split(template)
+        ]
+        t0 = time.monotonic()
+        rc = subprocess.run(argv, check=False).returncode
+        if rc != 0:
+            raise RuntimeError(f"cluster command exited with status {rc}")
+        return {"command": argv[0], "exit_code": rc, "seconds": round(time.monotonic() - t0, 1)}
+
+    return run
+
+
+def _advertise(settings: RedisSettings, api_url: str | None) -> Any:
+    from bus.discovery import advertise, url_without_password
+
+    if settings.unix_socket:
+        log.info("not advertising: Redis is on a unix socket")
+        return None
+    try:
+        return advertise(url_without_password(settings), settings.port, namespace=settings.namespace, api_url=api_url)
+    except (OSError, RuntimeError) as e:
+        log.warning("mDNS advertisement failed (%s); workers need EMBEDFLEET_REDIS_URL", e)
+        return None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from manager.coordinator import Coordinator
+
+    settings = settings_from_args(args)
+    token = token_from_env()
+    _redacted_logs(settings, token)
+    try:
+        if not args.no_api:
+            check_bind(args.host, token)
+    except InsecureBind as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    model = args.model
+    if model is None:
+        from models.source import model_id
+
+        model = model_id()
+    co = Coordinator(
+        settings,
+        output_root=args.output_root or args.input_root,
+        input_root=args.input_root,
+        model=model,
+        run_dir=args.run_dir,
+        column=args.column,
+        id_column=args.id_column,
+        rows_per_part=args.rows_per_part,
+        subreddit_list=args.subreddits,
+        routes=args.route or None,
+        secrets=[token or ""],
+    )
+    api = None if args.no_api else co.serve_api(args.host, args.port, token)
+    adv = None if args.no_advertise else _advertise(settings, api.url if api else None)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: co.stop())
+    try:
+        summary = co.run(cluster=_cluster_command(args.cluster_command) if args.cluster_command else None)
+        print(summary.render())
+        if args.keep_serving and api is not None:
+            print(f"dashboard still on {api.url}; Ctrl-C to stop")
+            _wait_for_interrupt()
+        return summary.exit_code
+    finally:
+        if adv is not None:
+            adv.close()
+        if api is not None:
+            api.stop()
+
+
+def _wait_for_interrupt() -> None:
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from manager import status_view
+
+    settings = settings_from_args(args) if args.redis_url else None
+    _redacted_logs(settings)
+    return status_view.main(settings, args.run_dir, args.output_root, args.watch, args.json)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from manager.journal import verify_run
+
+    if not args.path.exists():
+        print(f"error: {args.path} does not exist", file=sys.stderr)
+        return 2
+    result = verify_run(args.path)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=1))
+    elif result.ok:
+        seq = result.head.seq if result.head else 0
+        print(f"OK: {result.path}: {result.lines} lines, chain intact, head seq {seq}")
+    else:
+        print(f"TAMPERED: {result.path}: {len(result.problems)} problem(s)")
+        for problem in result.problems[:50]:
+            print(f"  {problem}")
+    return 0 if result.ok else 1
+
+
+def cmd_action(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    _redacted_logs(settings)
+    client = connect(settings, timeout_s=5.0)
+    ns = settings.namespace
+    try:
+        if args.action == "requeue-failed":
+            res = actions.requeue_failed(client, ns)
+            detail = f"{res.requeued} dead-lettered jobs requeued, {res.skipped} left alone"
+        else:
+            detail = {"pause": actions.pause, "resume": actions.resume, "drain": actions.drain}[args.action](client, ns)
+        # The coordinator journals fleet events: leave a trace of who did what.
+        RedisTransport(client, namespace=ns).publish_event(
+            {
+                "v": 1,
+                "type": "operator_action",
+                "action": args.action,
+                "detail": detail,
+                "source": "cli",
+                "worker": f"cli:{getpass.getuser()}@{socket.gethostname()}",
+                "ts_ms": int(time.time() * 1000),
+            }
+        )
+    except EmbedfleetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(detail)
+    return 0

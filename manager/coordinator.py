@@ -1,0 +1,516 @@
+"""The run coordinator: drives one run through its stages and records it.
+
+A run goes ``scanning -> embedding -> clustering -> done`` (clustering only
+when a clusterer is given), or ends in ``error`` / ``interrupted``:
+
+1. scanning: ``manager.scan.plan`` lists the jobs (or the caller passes
+   ``jobs=``), ``manager.scan.enqueue`` puts the missing ones on the bus
+   (idempotent: re-running never duplicates work).
+2. embedding: watches the bus until every job of the plan is done or dead:
+   journals the workers' events from ``<ns>:events``, tracks per-job state,
+   computes throughput per worker and per device class and the ETA, trims
+   acknowledged stream entries, rewrites ``state.json`` every second, rides
+   out a Redis outage (and reconciles after it).
+3. clustering: calls the injected ``cluster(ClusterRequest)`` callable.
+4. the end: a ``RunSummary`` (done, skipped, failed with reasons, pending),
+   written to ``summary.json`` and journaled; its ``exit_code`` is non-zero
+   when any job was dead-lettered.
+
+Files, in the run dir (default ``<output-root>/runs/<run-id>/``):
+``state.json`` (atomic), ``events.jsonl`` (hash-chained journal, see
+``manager.journal``), ``summary.json``, ``scan_report.json`` (large reports).
+
+Use from Python::
+
+    coord = Coordinator(settings, output_root=out, input_root=inp, model=model_id)
+    api = coord.serve_api(port=8765)          # optional: API + dashboard in a thread
+    summary = coord.run(cluster=my_cluster)   # blocks; coord.stop() interrupts
+    api.stop()
+    print(summary.render())
+    sys.exit(summary.exit_code)
+
+Create the coordinator before starting workers: events are journaled from
+the moment it is constructed. ``run_status()``, ``throughput()``,
+``request_cluster()`` and ``stop()`` are safe to call from other threads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, is_dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bus import constants as c
+from bus.errors import BusUnavailable
+from bus.messages import Job
+from bus.redis_transport import RedisTransport, connect, translated
+from bus.settings import RedisSettings
+from manager import runsteps
+from manager.fleet import FleetView
+from manager.journal import JOURNAL_FILE, Journal
+from manager.redaction import Redactor
+from manager.state import STATE_FILE, Stage, StageMachine, write_atomic
+from manager.summary import RunSummary
+from manager.throughput import EtaEstimator, Throughput, device_class
+from manager.tracker import JobTracker
+from manager.usage import StageUsage, job_usage
+
+if TYPE_CHECKING:
+    from manager.api import ApiServer
+
+log = logging.getLogger("embedfleet.manager")
+
+_LEVELS = {"job_dead": "error", "job_retry": "warning", "lease_lost": "warning"}
+_EVENT_FIELDS = (
+    "v",
+    "worker",
+    "kind",
+    "job",
+    "path",
+    "rows",
+    "seconds",
+    "counts",
+    "ts_ms",
+    "action",
+    "detail",
+    "source",
+)
+
+
+@dataclass(frozen=True)
+class ClusterRequest:
+    """What the clusterer is asked to do."""
+
+    output_root: Path
+    run_dir: Path
+    run_id: str
+    outputs: list[str]
+    """Outputs (relative to the output root) of the plan's jobs that are done."""
+    partial: bool
+    """True when cluster-now cut the embedding stage short."""
+
+
+ClusterFn = Callable[[ClusterRequest], "dict[str, Any] | None"]
+
+
+@dataclass
+class CoordinatorOptions:
+    poll_s: float = 0.5
+    """Longest wait for worker events between bookkeeping passes."""
+    refresh_s: float = 2.0
+    """How often every unfinished job's state is re-read from Redis."""
+    trim_every_s: float = 10.0
+    state_every_s: float = 1.0
+    registry_every_s: float = 2.0
+    bus_timeout_s: float = 300.0
+    """A Redis outage longer than this ends the run in ``error``."""
+    fsync_interval_s: float = 1.0
+
+
+class Interrupted(Exception):
+    """The run was asked to stop."""
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+@dataclass
+class _Counters:
+    rows: int = 0
+    skipped_by_workers: int = 0
+    enqueued_new: int = 0
+    enqueued_existing: int = 0
+    events: int = 0
+    job_events: int = 0
+    event_cpu_s: float = 0.0
+    embed_cpu_s: float = 0.0
+    trimmed: int = 0
+    cluster: dict[str, Any] | None = None
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Coordinator:
+    """Drives and records one run. See the module docstring."""
+
+    def __init__(
+        self,
+        settings: RedisSettings,
+        output_root: Path,
+        input_root: Path | None = None,
+        model: str | None = None,
+        *,
+        run_dir: Path | None = None,
+        run_id: str | None = None,
+        column: str = "text",
+        id_column: str | None = None,
+        rows_per_part: int = c.DEFAULT_ROWS_PER_PART,
+        subreddit_list: Path | None = None,
+        routes: Any = None,
+        options: CoordinatorOptions | None = None,
+        secrets: Iterable[str] = (),
+    ) -> None:
+        self.settings = settings
+        self.output_root = Path(output_root)
+        self.input_root = Path(input_root) if input_root is not None else None
+        self.model = model
+        self.scan_args = {
+            "column": column,
+            "id_column": id_column,
+            "rows_per_part": rows_per_part,
+            "subreddit_list": subreddit_list,
+            "routes": routes,
+        }
+        self.opts = options or CoordinatorOptions()
+        self.run_id = run_id or new_run_id()
+        self.run_dir = Path(run_dir) if run_dir is not None else self.output_root / "runs" / self.run_id
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.redactor = Redactor([*settings.secrets(), *secrets])
+        self.client = connect(settings)
+        self.transport = RedisTransport(self.client, namespace=settings.namespace)
+        self.fleet = FleetView(self.client, settings.namespace, self.redactor)
+        self.journal = Journal(self.run_dir / JOURNAL_FILE, self.run_id, self.redactor, self.opts.fsync_interval_s)
+        self.machine = StageMachine()
+        self.usage = StageUsage()
+        self.throughput = Throughput()
+        self.eta = EtaEstimator()
+        self.tracker = JobTracker([])
+        self.counters = _Counters()
+        self._stop = threading.Event()
+        self._cluster_now = threading.Event()
+        self._cluster_fn: ClusterFn | None = None
+        self._devices: dict[str, tuple[str, str]] = {}
+        self._last_registry = 0.0
+        self._controls: dict[str, bool] | None = None
+        self._started_ms = int(time.time() * 1000)
+        self._ended_ms: int | None = None
+        self._t0 = time.monotonic()
+        self._events_from = f"{self.fleet.redis_time_ms()}-0"
+        self._status: dict[str, Any] = self._build_status()
+
+    # -- public, thread-safe --------------------------------------------
+    def run(self, cluster: ClusterFn | None = None, jobs: list[Job] | None = None) -> RunSummary:
+        """Run to the end; never raises for a failed run (see the summary)."""
+        self._cluster_fn = cluster
+        self._t0 = time.monotonic()
+        self.journal.write("run_started", f"run {self.run_id} started", data=self._config(), sync=True)
+        log.info("run %s started; run dir %s", self.run_id, self.run_dir)
+        try:
+            self._enter(Stage.SCANNING)
+            planned = runsteps.plan_jobs(self, jobs)
+            runsteps.enqueue_jobs(self, planned)
+            self._enter(Stage.EMBEDDING)
+            self._embed()
+            if cluster is not None:
+                self._enter(Stage.CLUSTERING)
+                self._cluster(partial=not self.tracker.progress().finished)
+            self._enter(Stage.DONE)
+        except (Interrupted, KeyboardInterrupt):
+            log.warning("run %s interrupted", self.run_id)
+            self._enter(Stage.INTERRUPTED)
+        except Exception as e:  # the run fails; the summary says why
+            self.counters.error = self.redactor.text(f"{type(e).__name__}: {e}")
+            log.error("run %s failed: %s", self.run_id, self.counters.error)
+            self._enter(Stage.ERROR)
+        return self._finish()
+
+    def stop(self) -> None:
+        """Ask the run to end as ``interrupted`` (from any thread)."""
+        self._stop.set()
+
+    def request_cluster(self) -> tuple[bool, str]:
+        """cluster-now: end the embedding stage now and cluster what is done."""
+        stage = self.machine.stage
+        if self._cluster_fn is None:
+            return False, "no clusterer is configured for this run"
+        if stage != Stage.EMBEDDING:
+            return False, f"cluster-now applies while embedding; the run is {stage.value}"
+        self._cluster_now.set()
+        return True, "clustering starts after the current bookkeeping pass"
+
+    def note_action(self, action: str, detail: str, source: str = "api") -> None:
+        """Journal an operator action taken outside the run loop."""
+        if self.machine.stage.final:  # the journal is sealed once the run ends
+            log.info("action after the run ended: %s: %s", action, detail)
+            return
+        self.journal.write("action", f"{action}: {detail}", data={"action": action, "source": source})
+
+    def run_status(self) -> dict[str, Any]:
+        """The latest run status (as in ``state.json``)."""
+        return self._status
+
+    def throughput_series(self) -> dict[str, Any]:
+        return self.throughput.series()
+
+    def serve_api(self, host: str = "127.0.0.1", port: int = 8765, token: str | None = None) -> ApiServer:
+        """Start the status API and dashboard in a background thread."""
+        from manager.api import ApiServer, StatusHub, create_app
+
+        self.redactor.add(token)
+        hub = StatusHub(self.fleet, run=self, settings=self.settings)
+        return ApiServer(create_app(hub, token=token), host=host, port=port, token=token).start()
+
+    # -- stages ----------------------------------------------------------
+    def _enter(self, stage: Stage) -> None:
+        used = self.usage.finish()
+        old = self.machine.move(stage)
+        if old != Stage.INIT:
+            self.journal.write("stage_finished", f"{old.value} finished", usage=used, data={"stage": old.value})
+        self.journal.stage = stage.value
+        if stage.final:
+            self._ended_ms = int(time.time() * 1000)
+        else:
+            self.usage.start(stage.value)
+        level = {"error": "error", "interrupted": "warning"}.get(stage.value, "info")
+        self.journal.write(
+            "stage_started",
+            f"{stage.value}",
+            level=level,
+            error=self.counters.error,
+            data={"stage": stage.value, "from": old.value},
+            sync=True,
+        )
+        log.info("run %s: %s", self.run_id, stage.value)
+        self._publish_state()
+
+    def _embed(self) -> None:
+        cpu0 = time.thread_time()
+        try:
+            runsteps.watch(self)
+        finally:
+            self.counters.embed_cpu_s += time.thread_time() - cpu0
+
+    def _cluster(self, partial: bool) -> None:
+        assert self._cluster_fn is not None
+        outputs = sorted(self.tracker.jobs[j].out for j in self.tracker.done)
+        req = ClusterRequest(self.output_root, self.run_dir, self.run_id, outputs, partial)
+        self.journal.write(
+            "cluster_started",
+            f"clustering {len(outputs)} outputs",
+            data={"outputs": len(outputs), "partial": partial},
+            sync=True,
+        )
+        result = self._cluster_fn(req)
+        self.counters.cluster = self.redactor.scrub(dict(result or {}))
+        self.journal.write("cluster_finished", "clustering finished", data={"result": self.counters.cluster})
+
+    # -- events ----------------------------------------------------------
+    def on_event(self, entry_id: str, raw: bytes | str | None) -> None:
+        """Journal one worker event and update the run's figures."""
+        t = time.thread_time()
+        try:
+            ev = json.loads(raw or b"")
+            if not isinstance(ev, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+            self.journal.write(
+                "worker_event_invalid",
+                "unreadable worker event",
+                level="warning",
+                data={"entry": entry_id, "raw": text[:500]},
+            )
+            return
+        etype = str(ev.get("type") or "unknown")
+        worker = str(ev.get("worker") or "?")
+        job = ev.get("job") if isinstance(ev.get("job"), str) else None
+        counters = self._count_event(etype, worker, job, ev)
+        data = {k: ev[k] for k in _EVENT_FIELDS if k in ev}
+        data.setdefault("source", "worker")
+        data["entry"] = entry_id
+        usage = job_usage(ev, time.thread_time() - t) if job else {}
+        error = ev.get("error")
+        self.journal.write(
+            etype,
+            f"{worker}: {etype} {ev.get('path') or ''}".rstrip(),
+            level=_LEVELS.get(etype, "info"),
+            counters=counters,
+            usage=usage,
+            error=str(error) if error else None,
+            data=data,
+        )
+        self.counters.events += 1
+        self.counters.event_cpu_s += time.thread_time() - t
+        if job:
+            self.counters.job_events += 1
+
+    def _count_event(self, etype: str, worker: str, job: str | None, ev: dict[str, Any]) -> dict[str, int]:
+        raw_rows = ev.get("rows")
+        rows = raw_rows if isinstance(raw_rows, int) and not isinstance(raw_rows, bool) else 0
+        if etype == "job_done":
+            self.counters.rows += rows
+            kind, device = self.device_of(worker, str(ev.get("kind") or "?"))
+            self.throughput.add(worker, device_class(kind, device), rows)
+            if job:
+                self.tracker.mark(job, c.STATE_DONE)
+            return {"jobs_done": 1, "rows": rows}
+        if etype == "job_skipped":
+            self.counters.skipped_by_workers += 1
+            if job:
+                self.tracker.mark(job, c.STATE_DONE)
+            return {"jobs_skipped": 1}
+        if etype == "job_dead":
+            if job:
+                self.tracker.mark(job, c.STATE_DEAD)
+            return {"jobs_dead": 1}
+        if etype in ("worker_started", "worker_stopped"):
+            self._last_registry = 0.0
+        return {"job_retry": {"retries": 1}, "lease_lost": {"leases_lost": 1}}.get(etype, {})
+
+    def device_of(self, worker: str, kind: str) -> tuple[str, str]:
+        """(kind, device) of a worker, from the registry (cached)."""
+        if worker not in self._devices and time.monotonic() - self._last_registry > 1.0:
+            self.refresh_registry()
+        return self._devices.get(worker, (kind, "?"))
+
+    def refresh_registry(self) -> list[dict[str, Any]]:
+        self._last_registry = time.monotonic()
+        workers = self.fleet.workers()
+        for w in workers:
+            self._devices[w["worker_id"]] = (w["kind"], w["device"])
+        return workers
+
+    # -- state -----------------------------------------------------------
+    def _config(self) -> dict[str, Any]:
+        return self.redactor.scrub(
+            {
+                "input_root": str(self.input_root) if self.input_root else None,
+                "output_root": str(self.output_root),
+                "model": self.model,
+                "redis": self.settings.redacted(),
+                "namespace": self.settings.namespace,
+                **{k: str(v) if isinstance(v, Path) else v for k, v in self.scan_args.items() if k != "routes"},
+            }
+        )
+
+    def _build_status(self) -> dict[str, Any]:
+        p = self.tracker.progress()
+        stage = self.machine.stage
+        rates = self.throughput.rates()
+        cpu_jobs = max(1, p.resolved - p.already_done)
+        return {
+            "version": 1,
+            "run_id": self.run_id,
+            "run_dir": str(self.run_dir),
+            "stage": stage.value,
+            "final": stage.final,
+            "started_ms": self._started_ms,
+            "updated_ms": int(time.time() * 1000),
+            "ended_ms": self._ended_ms,
+            "elapsed_s": round(time.monotonic() - self._t0, 1),
+            "config": self._config(),
+            "jobs": {
+                "planned": p.planned,
+                "done": p.done,
+                "failed": p.dead,
+                "pending": p.pending,
+                "lost": p.lost,
+                "already_done": p.already_done,
+                "skipped": p.already_done + self.counters.skipped_by_workers,
+                "enqueued_new": self.counters.enqueued_new,
+                "enqueued_existing": self.counters.enqueued_existing,
+            },
+            "progress": round(p.resolved / p.planned, 4) if p.planned else (1.0 if stage.final else 0.0),
+            "eta_s": self.eta.eta_s(p.pending + p.lost) if stage == Stage.EMBEDDING else None,
+            "jobs_per_s": round(self.eta.jobs_per_s(), 3),
+            "rows": self.counters.rows,
+            "rows_per_s": round(sum(rates["classes"].values()), 2),
+            "throughput": rates,
+            "controls": self._controls or {"paused": False, "drain": False},
+            "usage": self.usage.stages,
+            "journal": {"path": str(self.journal.path), "head": self.journal.head.to_dict()},
+            "bookkeeping_us_per_job": round(1e6 * self.counters.embed_cpu_s / cpu_jobs, 1),
+            "cluster": self.counters.cluster,
+            "cluster_available": self._cluster_fn is not None,
+            "error": self.counters.error,
+        }
+
+    def _publish_state(self) -> None:
+        status = self._build_status()
+        write_atomic(self.run_dir / STATE_FILE, status)
+        self._status = status
+
+    def watch_controls(self) -> None:
+        """Journal pause/drain changes, whoever made them."""
+        now = self.fleet.controls()
+        if self._controls is not None and now != self._controls:
+            self.journal.write(
+                "controls_changed", ", ".join(f"{k}={'on' if v else 'off'}" for k, v in now.items()), data=dict(now)
+            )
+        self._controls = now
+
+    # -- the end ---------------------------------------------------------
+    def _finish(self) -> RunSummary:
+        p = self.tracker.progress()
+        summary = RunSummary(
+            run_id=self.run_id,
+            run_dir=str(self.run_dir),
+            status=self.machine.stage.value,
+            planned=p.planned,
+            enqueued_new=self.counters.enqueued_new,
+            enqueued_existing=self.counters.enqueued_existing,
+            done=p.done - p.already_done,
+            skipped=p.already_done + self.counters.skipped_by_workers,
+            failed=self._failures(),
+            pending=p.pending + p.lost,
+            rows=self.counters.rows,
+            seconds=round(time.monotonic() - self._t0, 2),
+            error=self.counters.error,
+            cluster=self.counters.cluster,
+            throughput=dict(self.throughput.rates(window_s=max(1.0, time.monotonic() - self._t0))["classes"]),
+            bookkeeping_us_per_job=self._status.get("bookkeeping_us_per_job"),
+        )
+        data = self.redactor.scrub(summary.to_dict())
+        level = "info" if summary.exit_code == 0 else "error"
+        self.journal.write(
+            "run_finished",
+            summary.render().splitlines()[0],
+            level=level,
+            counters={
+                "done": summary.done,
+                "skipped": summary.skipped,
+                "failed": len(summary.failed),
+                "pending": summary.pending,
+            },
+            data={"exit_code": summary.exit_code},
+            sync=True,
+        )
+        self.journal.close()
+        self._publish_state()
+        write_atomic(self.run_dir / "summary.json", data)
+        log.info("%s", self.redactor.text(summary.render()))
+        return summary
+
+    def _failures(self) -> list[dict[str, Any]]:
+        dead = sorted(self.tracker.dead)
+        reasons: list[Any] = [None] * len(dead)
+        if dead:
+            try:
+                with translated():
+                    reasons = self.client.hmget(self.transport.keys.errors, dead)
+            except BusUnavailable:
+                pass
+        out = []
+        for job_id, reason in zip(dead, reasons, strict=True):
+            text = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else "unknown (no reason recorded)"
+            out.append({"job_id": job_id, "path": self.tracker.jobs[job_id].path, "reason": text})
+        return list(self.redactor.scrub(out))
+
+
+def report_dict(report: Any) -> Any:
+    """A scan report as JSON-able data, whatever shape the scanner gives."""
+    if report is None or isinstance(report, dict | list | str | int | float):
+        return report
+    if hasattr(report, "to_dict"):
+        return report.to_dict()
+    if is_dataclass(report) and not isinstance(report, type):
+        return asdict(report)
+    return str(report)

@@ -1,0 +1,74 @@
+"""The end of a run, stated once: what was done, skipped, failed (with
+reasons) and left pending, and the exit status scripts rely on.
+
+Exit status: 0 every job done; 1 at least one job dead-lettered; 2 the run
+failed (an error in the manager or the clusterer); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+EXIT_OK = 0
+EXIT_DEAD_LETTERS = 1
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    run_dir: str
+    status: str
+    """Final stage: ``done``, ``error`` or ``interrupted``."""
+    planned: int = 0
+    enqueued_new: int = 0
+    enqueued_existing: int = 0
+    done: int = 0
+    """Jobs completed during this run (computed or found up to date)."""
+    skipped: int = 0
+    """Jobs that needed no computing: done before this run, or whose output
+    a worker found already up to date."""
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    pending: int = 0
+    """Jobs still queued when the run ended (interrupted, or cluster-now)."""
+    rows: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    cluster: dict[str, Any] | None = None
+    throughput: dict[str, float] = field(default_factory=dict)
+    bookkeeping_us_per_job: float | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.status == "interrupted":
+            return EXIT_INTERRUPTED
+        if self.status == "error":
+            return EXIT_ERROR
+        return EXIT_DEAD_LETTERS if self.failed else EXIT_OK
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "exit_code": self.exit_code}
+
+    def render(self, max_failures: int = 20) -> str:
+        """Plain text for a terminal or a log."""
+        lines = [
+            f"run {self.run_id}: {self.status.upper()} in {self.seconds:.1f} s (exit status {self.exit_code})",
+            f"  jobs planned {self.planned}: done {self.done}, skipped {self.skipped}, "
+            f"failed {len(self.failed)}, pending {self.pending}",
+            f"  rows embedded {self.rows}",
+        ]
+        if self.throughput:
+            speeds = ", ".join(f"{k} {v:.0f} rows/s" for k, v in sorted(self.throughput.items()))
+            lines.append(f"  throughput by device class: {speeds}")
+        for f in self.failed[:max_failures]:
+            lines.append(f"  FAILED {f.get('path') or f.get('job_id')}: {f.get('reason')}")
+        if len(self.failed) > max_failures:
+            lines.append(f"  ... and {len(self.failed) - max_failures} more (see {self.run_dir}/summary.json)")
+        if self.error:
+            lines.append(f"  error: {self.error}")
+        if self.cluster is not None:
+            lines.append(f"  clustering: {self.cluster}")
+        lines.append(f"  journal: {self.run_dir}/events.jsonl")
+        return "\n".join(lines)
