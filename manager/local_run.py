@@ -1,0 +1,153 @@
+"""``python -m manager run``: the whole job on one machine.
+
+With no Redis URL it starts an embedded Redis; with no ``chains/`` under the
+data root it writes a sample corpus; then it starts one Python worker and one
+Rust worker, lets the coordinator scan, enqueue and watch the run until every
+job is done or dead-lettered, stops the workers, clusters, and prints a
+summary. The exit status is non-zero when any job was dead-lettered or a step
+failed, so scripts can rely on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bus.constants import INPUT_DIR
+from bus.settings import ENV_URL, RedisSettings
+
+log = logging.getLogger("embedfleet.run")
+
+
+@dataclass
+class WorkerProc:
+    """A worker subprocess and where its log goes."""
+
+    kind: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    log_file: Any = field(repr=False, default=None)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("run", help="the whole job on this machine (embedded Redis, sample data, both workers)")
+    p.add_argument("--data", type=Path, default=Path("data"), help="root holding chains/ (written if absent)")
+    p.add_argument("--redis-url", default=os.environ.get(ENV_URL), help="use this Redis instead of an embedded one")
+    p.add_argument("--worker-bin", type=Path, help="embedfleet-worker binary (skip the Rust worker if absent)")
+    p.add_argument("--onnx-dir", type=Path, default=Path("models/onnx/minilm"))
+    p.add_argument("--python-workers", type=int, default=1)
+    p.add_argument("--rust-workers", type=int, default=1)
+    p.add_argument("--rust-precision", default="int8", choices=["fp32", "int8"])
+    p.add_argument("--port", type=int, default=8377, help="dashboard port on 127.0.0.1 (0: no dashboard)")
+    p.add_argument("--no-cluster", action="store_true", help="stop after embedding")
+    p.add_argument("--sample-files", type=int, default=3, help="files per subreddit in a generated sample")
+    p.add_argument("--sample-rows", type=int, default=400, help="rows per file in a generated sample")
+    p.set_defaults(func=main)
+
+
+def ensure_corpus(data: Path, files: int, rows: int) -> None:
+    if (data / INPUT_DIR).is_dir():
+        return
+    from corpus.generate import generate_corpus
+
+    paths = generate_corpus(data, suffixes=2, subreddits=4, files_per_subreddit=files, rows_per_file=rows, seed=0)
+    print(f"[run] no input under {data}: wrote a sample corpus of {len(paths)} files, {len(paths) * rows} rows")
+
+
+def start_worker(kind: str, cmd: list[str], env: dict[str, str], log_dir: Path, n: int) -> WorkerProc:
+    log_path = log_dir / f"worker-{kind}-{n}.log"
+    fh = open(log_path, "ab")
+    proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    return WorkerProc(kind, proc, log_path, fh)
+
+
+def worker_commands(a: argparse.Namespace, data: Path) -> list[tuple[str, list[str]]]:
+    common = ["--data-root", str(data.resolve())]
+    cmds: list[tuple[str, list[str]]] = []
+    for _ in range(a.python_workers):
+        # One intra-op thread each: the two workers share this machine's cores.
+        cmds.append(("python", [sys.executable, "-m", "workers.mps", *common, "--threads", "1"]))
+    if a.worker_bin is not None and a.worker_bin.exists():
+        for _ in range(a.rust_workers):
+            cmds.append(("rust", [str(a.worker_bin), *common, "--model-dir", str(a.onnx_dir.resolve()),
+                                  "--precision", a.rust_precision, "--threads", "1"]))
+    elif a.rust_workers:
+        print(f"[run] no Rust worker binary at {a.worker_bin}: running the Python worker alone")
+    return cmds
+
+
+def stop_workers(workers: list[WorkerProc], grace_s: float = 30.0) -> None:
+    """SIGTERM (finish the current job, then exit), SIGKILL after a grace period."""
+    for w in workers:
+        if w.proc.poll() is None:
+            w.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for w in workers:
+        try:
+            w.proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            w.proc.kill()
+            w.proc.wait(5)
+        if w.log_file is not None:
+            w.log_file.close()
+
+
+def run_clusterer(data: Path, run_dir: Path) -> dict[str, Any] | None:
+    cmd = [sys.executable, "-m", "clusterer", "--input", str(data), "--output", str(data)]
+    print("[run] clustering: " + " ".join(cmd[1:]))
+    proc = subprocess.run(cmd, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"clusterer exited with status {proc.returncode}")
+    import json
+
+    summary_path = data / "clusters" / "clusters_summary.json"
+    return dict(json.loads(summary_path.read_text())) if summary_path.exists() else None
+
+
+def main(a: argparse.Namespace) -> int:
+    from manager.coordinator import ClusterRequest, Coordinator
+    from manager.embedded import EmbeddedRedis
+    from models.source import model_id
+
+    data: Path = a.data
+    data.mkdir(parents=True, exist_ok=True)
+    ensure_corpus(data, a.sample_files, a.sample_rows)
+    state_dir = data / ".embedfleet"
+    with ExitStack() as stack:
+        url = a.redis_url
+        if not url:
+            url = stack.enter_context(EmbeddedRedis(state_dir / "redis")).url
+            print(f"[run] embedded Redis at {url} (AOF in {state_dir / 'redis'})")
+        settings = RedisSettings.from_url(url)
+        coord = Coordinator(settings, output_root=data, input_root=data, model=model_id())
+        if a.port:
+            api = coord.serve_api(port=a.port)
+            stack.callback(api.stop)
+            print(f"[run] dashboard: http://127.0.0.1:{a.port}/")
+        env = {**os.environ, ENV_URL: url, "HF_HUB_OFFLINE": "1"}
+        log_dir = coord.run_dir
+        workers = [start_worker(kind, cmd, env, log_dir, i) for i, (kind, cmd) in enumerate(worker_commands(a, data))]
+        stack.callback(stop_workers, workers)
+        print(f"[run] started {len(workers)} workers ({', '.join(w.kind for w in workers)}); logs in {log_dir}")
+
+        def cluster(req: ClusterRequest) -> dict[str, Any] | None:
+            stop_workers(workers)
+            return run_clusterer(data, req.run_dir)
+
+        t0 = time.monotonic()
+        summary = coord.run(cluster=None if a.no_cluster else cluster)
+        elapsed = time.monotonic() - t0
+        print(summary.render())
+        print(f"[run] wall time {elapsed:.1f} s; outputs under {data / 'embeddings'}; run files in {coord.run_dir}")
+        if not a.no_cluster:
+            print(f"[run] clusters and report under {data / 'clusters'} (report.html, report.md, map.png)")
+        return int(summary.exit_code)
