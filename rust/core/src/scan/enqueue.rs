@@ -1,0 +1,240 @@
+//! Pipelined, idempotent enqueue through the shared `bus/lua/enqueue.lua`
+//! (a job whose id is already known is left alone), so two managers, or one
+//! re-run after a crash, never queue a job twice.
+//!
+//! Jobs go in batches of one pipeline of `EVALSHA` calls each: one round trip
+//! per batch. A `NOSCRIPT` reply (the script cache was flushed, e.g. by a
+//! Redis restart, between two batches) loads the script again and resends
+//! only the calls that did not run.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::time::Duration;
+
+use redis::{
+    Client, Connection, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, RedisError,
+    RedisResult,
+};
+use thiserror::Error;
+
+use crate::constants::GROUP;
+use crate::job::Job;
+use crate::keys::Keys;
+use crate::scripts::ENQUEUE;
+
+/// Jobs per pipeline when the caller does not say.
+pub const DEFAULT_BATCH: usize = 2_000;
+/// Rounds of `NOSCRIPT` recovery for one batch before giving up.
+const SCRIPT_RELOADS: usize = 3;
+
+/// Where the bus is. `Debug` never shows the password.
+#[derive(Clone, Default)]
+pub struct RedisTarget {
+    pub host: String,
+    pub port: u16,
+    pub db: i64,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub unix_socket: Option<String>,
+    /// Connect, read and write timeout.
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisTarget")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("db", &self.db)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("unix_socket", &self.unix_socket)
+            .finish()
+    }
+}
+
+impl RedisTarget {
+    /// A plain (non-TLS) connection with the target's timeouts.
+    pub fn connect(&self) -> Result<Connection, BusError> {
+        let addr = match &self.unix_socket {
+            Some(path) => ConnectionAddr::Unix(path.into()),
+            None => ConnectionAddr::Tcp(self.host.clone(), self.port),
+        };
+        let mut settings = RedisConnectionInfo::default()
+            .set_db(self.db)
+            .set_skip_set_lib_name();
+        if let Some(u) = &self.username {
+            settings = settings.set_username(u);
+        }
+        if let Some(p) = &self.password {
+            settings = settings.set_password(p);
+        }
+        let info = addr.into_connection_info()?.set_redis_settings(settings);
+        let timeout = if self.timeout.is_zero() {
+            Duration::from_secs(10)
+        } else {
+            self.timeout
+        };
+        let con = Client::open(info)?.get_connection_with_timeout(timeout)?;
+        con.set_read_timeout(Some(timeout))?;
+        con.set_write_timeout(Some(timeout))?;
+        Ok(con)
+    }
+}
+
+/// A failure talking to the bus. Messages never hold the password.
+#[derive(Debug, Error)]
+pub enum BusError {
+    /// Redis cannot be reached or is not ready: worth retrying later.
+    #[error("Redis unavailable: {0}")]
+    Unavailable(String),
+    /// Redis answered with an error.
+    #[error("Redis error: {0}")]
+    Redis(String),
+}
+
+impl From<RedisError> for BusError {
+    fn from(e: RedisError) -> Self {
+        let not_ready = matches!(e.code(), Some("LOADING" | "MASTERDOWN" | "TRYAGAIN"));
+        if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || not_ready {
+            BusError::Unavailable(e.to_string())
+        } else {
+            BusError::Redis(e.to_string())
+        }
+    }
+}
+
+/// What an enqueue did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EnqueueCounts {
+    /// Jobs added to their lane.
+    pub new: u64,
+    /// Jobs already queued, done or dead: left alone.
+    pub existing: u64,
+}
+
+/// Create the consumer group of each lane (and its stream), if missing.
+pub fn ensure_groups<'a>(
+    con: &mut Connection,
+    keys: &Keys,
+    lanes: impl IntoIterator<Item = &'a str>,
+) -> Result<(), BusError> {
+    for lane in lanes {
+        let created: RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(keys.queue(lane))
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query(con);
+        match created {
+            Ok(()) => {}
+            Err(e) if e.code() == Some("BUSYGROUP") => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Enqueue `jobs` (idempotent). With `redo`, jobs already done are queued
+/// again; queued and dead ones never are.
+pub fn enqueue(
+    target: &RedisTarget,
+    namespace: &str,
+    jobs: &[Job],
+    redo: bool,
+    batch: usize,
+) -> Result<EnqueueCounts, BusError> {
+    let mut con = target.connect()?;
+    enqueue_on(&mut con, namespace, jobs, redo, batch)
+}
+
+/// [`enqueue`] over an open connection.
+pub fn enqueue_on(
+    con: &mut Connection,
+    namespace: &str,
+    jobs: &[Job],
+    redo: bool,
+    batch: usize,
+) -> Result<EnqueueCounts, BusError> {
+    let keys = Keys::new(namespace);
+    let lanes: BTreeSet<&str> = jobs.iter().map(|j| j.lane.as_str()).collect();
+    ensure_groups(con, &keys, lanes.iter().copied())?;
+    let queues: HashMap<&str, String> = lanes.iter().map(|l| (*l, keys.queue(l))).collect();
+    let call = EnqueueCall {
+        sha: redis::Script::new(ENQUEUE).get_hash().to_string(),
+        state: keys.state(),
+        stats: keys.stats(),
+        lanes: keys.lanes(),
+        queues,
+        redo: if redo { "redo" } else { "" },
+    };
+    load_script(con)?;
+    let mut counts = EnqueueCounts::default();
+    for chunk in jobs.chunks(batch.max(1)) {
+        call.run_batch(con, chunk, &mut counts)?;
+    }
+    Ok(counts)
+}
+
+fn load_script(con: &mut Connection) -> Result<(), BusError> {
+    let _: String = redis::cmd("SCRIPT").arg("LOAD").arg(ENQUEUE).query(con)?;
+    Ok(())
+}
+
+/// The fixed parts of every `EVALSHA enqueue` call.
+struct EnqueueCall<'a> {
+    sha: String,
+    state: String,
+    stats: String,
+    lanes: String,
+    queues: HashMap<&'a str, String>,
+    redo: &'static str,
+}
+
+impl EnqueueCall<'_> {
+    fn run_batch(
+        &self,
+        con: &mut Connection,
+        batch: &[Job],
+        counts: &mut EnqueueCounts,
+    ) -> Result<(), BusError> {
+        let mut todo: Vec<&Job> = batch.iter().collect();
+        for _ in 0..SCRIPT_RELOADS {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for j in &todo {
+                pipe.cmd("EVALSHA")
+                    .arg(&self.sha)
+                    .arg(4)
+                    .arg(&self.state)
+                    .arg(&self.queues[j.lane.as_str()])
+                    .arg(&self.stats)
+                    .arg(&self.lanes)
+                    .arg(&j.id)
+                    .arg(j.to_json())
+                    .arg(&j.lane)
+                    .arg(self.redo);
+            }
+            let replies: Vec<RedisResult<i64>> = pipe.query(con)?;
+            let mut again = Vec::new();
+            for (j, reply) in todo.iter().zip(replies) {
+                match reply {
+                    Ok(1) => counts.new += 1,
+                    Ok(_) => counts.existing += 1,
+                    Err(e) if e.code() == Some("NOSCRIPT") => again.push(*j),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if again.is_empty() {
+                return Ok(());
+            }
+            load_script(con)?;
+            todo = again;
+        }
+        Err(BusError::Redis(format!(
+            "the enqueue script kept disappearing ({} jobs not enqueued)",
+            todo.len()
+        )))
+    }
+}

@@ -1,0 +1,133 @@
+//! One `<suffix>/<subreddit>` directory pair: list both sides, match every
+//! output to its input, diff each input (in parallel), and turn what it
+//! needs into jobs.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use rayon::prelude::*;
+
+use super::diff::{diff_input, DiffCtx, OutputFile, Status, Verdict};
+use super::discover::DirPair;
+use super::names::parse_part;
+use super::walk::{parquet_files, Listing};
+use super::{FooterCache, Issue, PlannedJob, SubredditCounts};
+use crate::constants::{INPUT_DIR, OUTPUT_DIR};
+use crate::job::{job_id, output_path};
+
+/// What one pair contributes to the scan.
+#[derive(Debug, Default)]
+pub struct PairResult {
+    pub counts: SubredditCounts,
+    pub jobs: Vec<PlannedJob>,
+    pub orphans: Vec<String>,
+    pub issues: Vec<Issue>,
+    /// Both listings were complete, so the cache may forget what they lack.
+    pub complete: bool,
+}
+
+/// Settings shared by every pair.
+pub struct PairCtx<'a> {
+    pub input_root: &'a Path,
+    pub output_root: &'a Path,
+    pub model: &'a str,
+    pub rows_per_part: u64,
+    pub cache: &'a FooterCache,
+}
+
+/// Outputs grouped by the input they belong to, and the orphans.
+fn match_outputs(
+    inputs: &Listing,
+    outputs: Listing,
+) -> (HashMap<String, Vec<OutputFile>>, Vec<String>) {
+    let mut by_input: HashMap<String, Vec<OutputFile>> = HashMap::new();
+    let mut orphans = Vec::new();
+    for f in outputs.files {
+        // An input named exactly like the output wins over a part reading.
+        let owner = if inputs.present.contains(&f.name) {
+            Some((f.name.clone(), None))
+        } else {
+            parse_part(&f.name)
+                .filter(|(i, _)| inputs.present.contains(i))
+                .map(|(i, r)| (i, Some(r)))
+        };
+        match owner {
+            Some((input, rows)) => by_input.entry(input).or_default().push(OutputFile {
+                name: f.name,
+                stamp: f.stamp,
+                rows,
+            }),
+            // With the input directory unreadable nothing is known: no orphan.
+            None if !inputs.unreadable => orphans.push(f.name),
+            None => {}
+        }
+    }
+    (by_input, orphans)
+}
+
+pub fn scan_pair(ctx: &PairCtx<'_>, pair: &DirPair) -> PairResult {
+    let in_rel = format!("{INPUT_DIR}/{}/{}", pair.suffix, pair.subreddit);
+    let out_rel = format!("{OUTPUT_DIR}/{}/{}", pair.suffix, pair.subreddit);
+    let in_dir = ctx.input_root.join(&in_rel);
+    let out_dir = ctx.output_root.join(&out_rel);
+    let (inputs, outputs) = rayon::join(|| parquet_files(&in_dir), || parquet_files(&out_dir));
+    let mut res = PairResult {
+        complete: !inputs.unreadable && !outputs.unreadable,
+        ..Default::default()
+    };
+    res.issues.extend(inputs.issues.iter().cloned());
+    res.issues.extend(outputs.issues.iter().cloned());
+    let (by_input, orphans) = match_outputs(&inputs, outputs);
+    res.orphans = orphans
+        .into_iter()
+        .map(|n| format!("{out_rel}/{n}"))
+        .collect();
+    let dctx = DiffCtx {
+        model: ctx.model,
+        rows_per_part: ctx.rows_per_part,
+        cache: ctx.cache,
+        in_dir: &in_dir,
+        out_dir: &out_dir,
+        in_rel: &in_rel,
+        out_rel: &out_rel,
+    };
+    let none: Vec<OutputFile> = Vec::new();
+    let verdicts: Vec<Verdict> = inputs
+        .files
+        .par_iter()
+        .map(|f| diff_input(&dctx, f, by_input.get(&f.name).unwrap_or(&none)))
+        .collect();
+    for (f, v) in inputs.files.iter().zip(verdicts) {
+        res.counts.files += 1;
+        res.issues.extend(v.issues);
+        match v.status {
+            Status::UpToDate => res.counts.up_to_date += 1,
+            Status::Missing => res.counts.missing += 1,
+            Status::Modified => res.counts.modified += 1,
+            Status::Unreadable => {}
+        }
+        let path = format!("{in_rel}/{}", f.name);
+        let fp = f.stamp.fingerprint();
+        for j in v.jobs {
+            match output_path(&path, j.rows) {
+                Ok(out) => res.jobs.push(PlannedJob {
+                    rank: pair.rank,
+                    id: job_id(&path, j.rows, &fp, ctx.model),
+                    path: path.clone(),
+                    out,
+                    rows: j.rows,
+                    fingerprint: fp.clone(),
+                    bytes: j.bytes,
+                }),
+                Err(e) => res
+                    .issues
+                    .push(Issue::new(&in_dir.join(&f.name), e.to_string())),
+            }
+        }
+    }
+    res.counts.split_parts = res.jobs.iter().filter(|j| j.rows.is_some()).count() as u64;
+    res.counts.jobs = res.jobs.len() as u64;
+    res.counts.orphans = res.orphans.len() as u64;
+    res.counts.errors = res.issues.len() as u64;
+    res
+}

@@ -1,0 +1,227 @@
+//! Directory listing for the scan: the subdirectories of a level of the tree
+//! and the `.parquet` files of one leaf directory, each with the stat the
+//! fingerprint and the footer cache need. Problems are collected as
+//! [`Issue`]s with their path; the walk goes on.
+
+use std::collections::HashSet;
+use std::fs::{self, DirEntry, Metadata};
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use rayon::prelude::*;
+
+use super::Issue;
+
+/// Extension of every input and output file.
+pub const PARQUET_EXT: &str = ".parquet";
+
+/// Entries of a directory above which their stat calls run in parallel.
+const PARALLEL_STAT_MIN: usize = 64;
+
+/// What identifies one version of a file: the fingerprint (size, mtime) and,
+/// for the footer cache, the inode (a rename-replace always changes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ino: u64,
+}
+
+impl Stamp {
+    pub fn of(md: &Metadata) -> Stamp {
+        Stamp {
+            size: md.size(),
+            mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+            ino: md.ino(),
+        }
+    }
+
+    /// The input fingerprint as jobs and outputs carry it: `"{size}-{mtime_ns}"`.
+    pub fn fingerprint(&self) -> String {
+        format!("{}-{}", self.size, self.mtime_ns)
+    }
+}
+
+/// One readable `.parquet` file of a directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStat {
+    pub name: String,
+    pub stamp: Stamp,
+}
+
+/// The `.parquet` files of one directory.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Readable regular files (symlinks followed), sorted by name.
+    pub files: Vec<FileStat>,
+    /// Every `.parquet` name present, readable or not: an output whose input
+    /// is merely unreadable is not an orphan.
+    pub present: HashSet<String>,
+    /// The directory exists and could be read.
+    pub exists: bool,
+    /// The directory exists but could not be listed: nothing about its
+    /// content is known.
+    pub unreadable: bool,
+    pub issues: Vec<Issue>,
+}
+
+fn describe(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Names of the subdirectories of `dir` (symlinks to directories included),
+/// sorted. `Ok(None)` when `dir` does not exist; `Err` when it cannot be read.
+pub fn subdirs(dir: &Path, issues: &mut Vec<Issue>) -> Result<Option<Vec<String>>, Issue> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Issue::new(
+                dir,
+                format!("cannot read directory: {}", describe(&e)),
+            ))
+        }
+    };
+    let mut names = Vec::new();
+    for entry in rd {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                issues.push(Issue::new(
+                    dir,
+                    format!("cannot read directory entry: {}", describe(&e)),
+                ));
+                continue;
+            }
+        };
+        let Some(name) = utf8_name(&entry, issues) else {
+            continue;
+        };
+        if name.starts_with('.') {
+            continue;
+        }
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => names.push(name),
+            Ok(t) if t.is_symlink() => match fs::metadata(entry.path()) {
+                Ok(md) if md.is_dir() => names.push(name),
+                Ok(_) => {}
+                Err(e) => issues.push(Issue::new(&entry.path(), link_problem(&e))),
+            },
+            Ok(_) => {}
+            Err(e) => issues.push(Issue::new(
+                &entry.path(),
+                format!("cannot stat: {}", describe(&e)),
+            )),
+        }
+    }
+    names.sort();
+    Ok(Some(names))
+}
+
+fn link_problem(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::NotFound => "broken symlink".into(),
+        _ => format!("unreadable symlink: {}", describe(e)),
+    }
+}
+
+fn utf8_name(entry: &DirEntry, issues: &mut Vec<Issue>) -> Option<String> {
+    match entry.file_name().into_string() {
+        Ok(n) => Some(n),
+        Err(_) => {
+            issues.push(Issue::new(
+                &entry.path(),
+                "file name is not valid UTF-8; skipped".into(),
+            ));
+            None
+        }
+    }
+}
+
+/// The `.parquet` files of `dir` with their stat (hidden files, such as the
+/// workers' temporaries, are ignored).
+pub fn parquet_files(dir: &Path) -> Listing {
+    let mut out = Listing::default();
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return out,
+        Err(e) => {
+            out.exists = true;
+            out.unreadable = true;
+            out.issues.push(Issue::new(
+                dir,
+                format!("cannot read directory: {}", describe(&e)),
+            ));
+            return out;
+        }
+    };
+    out.exists = true;
+    let mut entries = Vec::new();
+    for entry in rd {
+        match entry {
+            Ok(entry) => {
+                let Some(name) = utf8_name(&entry, &mut out.issues) else {
+                    continue;
+                };
+                if name.ends_with(PARQUET_EXT) && !name.starts_with('.') {
+                    out.present.insert(name.clone());
+                    entries.push((name, entry));
+                }
+            }
+            Err(e) => out.issues.push(Issue::new(
+                dir,
+                format!("cannot read directory entry: {}", describe(&e)),
+            )),
+        }
+    }
+    let stats: Vec<Result<FileStat, Issue>> = if entries.len() >= PARALLEL_STAT_MIN {
+        entries
+            .into_par_iter()
+            .map(|(n, e)| stat_entry(n, &e))
+            .collect()
+    } else {
+        entries
+            .into_iter()
+            .map(|(n, e)| stat_entry(n, &e))
+            .collect()
+    };
+    for s in stats {
+        match s {
+            Ok(f) => out.files.push(f),
+            Err(issue) => out.issues.push(issue),
+        }
+    }
+    out.files.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// Stat one entry (through the directory handle; symlinks are followed).
+fn stat_entry(name: String, entry: &DirEntry) -> Result<FileStat, Issue> {
+    let kind = entry
+        .file_type()
+        .map_err(|e| Issue::new(&entry.path(), format!("cannot stat: {}", describe(&e))))?;
+    let md = if kind.is_symlink() {
+        fs::metadata(entry.path()).map_err(|e| Issue::new(&entry.path(), link_problem(&e)))?
+    } else {
+        entry
+            .metadata()
+            .map_err(|e| Issue::new(&entry.path(), format!("cannot stat: {}", describe(&e))))?
+    };
+    if md.is_dir() {
+        return Err(Issue::new(
+            &entry.path(),
+            "is a directory, not a parquet file".into(),
+        ));
+    }
+    if !md.is_file() {
+        return Err(Issue::new(&entry.path(), "not a regular file".into()));
+    }
+    Ok(FileStat {
+        name,
+        stamp: Stamp::of(&md),
+    })
+}
