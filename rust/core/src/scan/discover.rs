@@ -132,7 +132,7 @@ pub fn discover(
         let found: BTreeSet<usize> = pairs.iter().map(|p| p.rank).collect();
         for (i, name) in subreddits.iter().enumerate() {
             if !found.contains(&i) {
-                let problem = format!("subreddit {name:?} is in the checkpoint list but has no directory under any suffix");
+                let problem = format!("subreddit '{name}' is in the checkpoint list but has no directory under any suffix");
                 issues.push(Issue::new(chains, problem));
             }
         }

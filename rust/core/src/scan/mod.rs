@@ -145,6 +145,7 @@ pub struct ScanOutcome {
     pub subreddits: Vec<SubredditCounts>,
     /// Outputs whose input vanished, relative to the output root.
     pub orphans: Vec<String>,
+    /// Sorted by path.
     pub issues: Vec<Issue>,
     pub stats: ScanStats,
     /// The scan was stopped through [`Progress::cancel`]: results are partial.
@@ -261,6 +262,8 @@ fn scan_in_pool(
         out.orphans.extend(r.orphans);
         out.issues.extend(r.issues);
     }
+    out.issues
+        .sort_by(|a, b| (&a.path, &a.problem).cmp(&(&b.path, &b.problem)));
     if opts.use_cache && !cancelled {
         match cache.save(&cache_path(&opts.output_root), &scanned) {
             Ok(saved) => out.stats.cache_saved = saved,

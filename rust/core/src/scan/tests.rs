@@ -281,7 +281,7 @@ fn checkpoint_takes_only_its_subreddits_in_its_order() {
     let names: Vec<&str> = o.subreddits.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["c", "b", "zzz"]);
     assert_eq!(o.issues.len(), 1);
-    assert!(o.issues[0].problem.contains("\"zzz\""));
+    assert!(o.issues[0].problem.contains("'zzz'"));
 }
 
 #[test]
