@@ -1,0 +1,1 @@
+"""``python -m workers.mps``: the Python worker (MPS, CUDA or CPU)."""

@@ -1,0 +1,158 @@
+"""``python -m workers.mps``: claim embedding jobs from Redis and embed them
+on this machine's best device (MPS, then CUDA, then CPU).
+
+Flags shared with the Rust worker come first; every one has an environment
+variable where the fleet convention gives one. The Redis URL comes from
+``--redis-url``/``EMBEDFLEET_REDIS_URL``, else from mDNS when the manager
+advertises it. Exit status: 0 after a clean stop (signal, drain, burst), 2 for
+bad arguments or no Redis, 3 when a job ran past ``--job-timeout``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from bus import constants as c
+from bus.settings import ENV_NAMESPACE, ENV_URL, RedisSettings
+from workers import KIND, __version__
+from workers.device import DEVICES, PRECISIONS
+from workers.embedder import Embedder, HashEmbedder
+from workers.limits import MemoryBudget, cap_open_files, parse_size
+from workers.paths import DataRoots
+from workers.pipeline import DEFAULT_CHUNK_ROWS, EmbedPipeline
+from workers.runtime import Worker, WorkerConfig, default_worker_id
+from workers.writer import Provenance
+
+ENV_DATA_ROOT = "EMBEDFLEET_DATA_ROOT"
+DISCOVERY_TIMEOUT_S = 5.0
+log = logging.getLogger("workers.mps")
+
+
+class UsageError(Exception):
+    """Bad flags or no Redis to talk to: exit status 2 with the message."""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m workers.mps", description=__doc__.split("\n\n")[0])
+    env = os.environ.get
+    p.add_argument("--redis-url", default=env(ENV_URL), help=f"Redis URL (env {ENV_URL}); else found by mDNS")
+    p.add_argument("--namespace", default=env(ENV_NAMESPACE, c.DEFAULT_NAMESPACE),
+                   help=f"key prefix (env {ENV_NAMESPACE})")
+    p.add_argument("--data-root", type=Path, default=env(ENV_DATA_ROOT),
+                   help=f"input and output root (env {ENV_DATA_ROOT})")
+    p.add_argument("--input-root", type=Path, help="input root (default: --data-root)")
+    p.add_argument("--output-root", type=Path, help="output root (default: --data-root)")
+    p.add_argument("--lanes", default=c.DEFAULT_LANE, help="lanes to consume, in priority order (e.g. gpu,default)")
+    p.add_argument("--worker-id", default=None, help="default: python-<host>-<pid>")
+    p.add_argument("--lease-ms", type=int, default=c.DEFAULT_LEASE_MS)
+    p.add_argument("--max-deliveries", type=int, default=c.DEFAULT_MAX_DELIVERIES)
+    p.add_argument("--job-timeout", type=float, default=None, help="seconds; a job past it makes the worker exit 3")
+    p.add_argument("--burst", action="store_true", help="exit 0 once the lanes are empty and nothing is pending")
+    p.add_argument("--max-memory", default=None, help="memory ceiling, e.g. 4G: shrink batches or refuse a part")
+    p.add_argument("--max-open-files", type=int, default=None, help="cap on open file descriptors")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    g = p.add_argument_group("model")
+    g.add_argument("--device", default="auto", choices=DEVICES, help="auto: mps, then cuda, then cpu")
+    g.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="auto: fp16 on GPUs, bf16 on CPUs with AVX512-BF16/AMX, each kept only if within "
+                        "cosine 0.9999 of fp32")
+    g.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: all cores)")
+    g.add_argument("--model-dir", type=Path, default=None, help="model directory (default: PyPI package)")
+    g.add_argument("--token-budget", type=int, default=None, help="tokens per batch (default: from device memory)")
+    g.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help="rows read and embedded at a time")
+    g.add_argument("--embedder", default="sentence-transformers", choices=["sentence-transformers", "hash"],
+                   help="hash: deterministic stand-in with no model, for bus tests and benchmarks")
+    g.add_argument("--hash-seconds-per-row", type=float, default=0.0, help="simulated model cost of --embedder hash")
+    p.add_argument("--version", action="version", version=f"embedfleet {__version__}")
+    return p
+
+
+def redis_url(a: argparse.Namespace) -> str:
+    if a.redis_url:
+        return str(a.redis_url)
+    try:
+        from bus.discovery import find_redis_url  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        raise UsageError(f"no Redis URL: pass --redis-url or set {ENV_URL} (mDNS discovery is not available)") from None
+    url = find_redis_url(timeout_s=DISCOVERY_TIMEOUT_S)
+    if not url:
+        raise UsageError(f"no Redis URL: none given and no manager advertised one by mDNS within "
+                         f"{DISCOVERY_TIMEOUT_S:.0f} s; pass --redis-url or set {ENV_URL}")
+    return str(url)
+
+
+def data_roots(a: argparse.Namespace) -> DataRoots:
+    inp = a.input_root or a.data_root
+    out = a.output_root or a.data_root
+    if inp is None or out is None:
+        raise UsageError(f"give --data-root (or {ENV_DATA_ROOT}), or both --input-root and --output-root")
+    if not Path(inp).is_dir():
+        raise UsageError(f"input root {inp} is not a directory")
+    Path(out).mkdir(parents=True, exist_ok=True)
+    return DataRoots.create(inp, out)
+
+
+def embedder(a: argparse.Namespace, memory: MemoryBudget) -> Embedder:
+    if a.embedder == "hash":
+        from models.source import model_id
+
+        return HashEmbedder(model_id(a.model_dir), a.hash_seconds_per_row)
+    from workers.st_embedder import SentenceTransformerEmbedder
+
+    try:
+        return SentenceTransformerEmbedder(a.model_dir, a.device, a.precision, a.threads, memory, a.token_budget)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def build(a: argparse.Namespace) -> Worker:
+    from bus.redis_transport import RedisTransport
+    from workers.backlog import redis_backlog
+
+    lanes = [x.strip() for x in a.lanes.split(",") if x.strip()]
+    if not lanes:
+        raise UsageError("--lanes names no lane")
+    if a.max_open_files:
+        try:
+            cap_open_files(a.max_open_files)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    try:
+        memory = MemoryBudget(parse_size(a.max_memory) if a.max_memory else None)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    roots = data_roots(a)
+    settings = RedisSettings.from_url(redis_url(a), namespace=a.namespace)
+    model = embedder(a, memory)
+    worker_id = a.worker_id or default_worker_id(KIND)
+    log.info("embedfleet %s worker %s: Redis %s, namespace %s, model %s on %s (%s)", __version__, worker_id,
+             settings.redacted(), settings.namespace, model.model_id, model.device, model.precision)
+    prov = Provenance(worker_id, KIND, model.device, model.precision, __version__)
+    pipeline = EmbedPipeline(roots, model, prov, memory, a.chunk_rows)
+    transport = RedisTransport.from_settings(settings, lease_ms=a.lease_ms)
+    cfg = WorkerConfig(
+        worker_id=worker_id, lanes=lanes, lease_ms=a.lease_ms, max_deliveries=a.max_deliveries,
+        job_timeout_s=a.job_timeout, burst=a.burst, device=model.device,
+        record_extra={"precision": model.precision, "model": model.model_id},
+    )
+    return Worker(transport, pipeline, cfg, backlog=redis_backlog(transport))
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parser().parse_args(argv)
+    logging.basicConfig(level=a.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        worker = build(a)
+    except UsageError as e:
+        print(f"python -m workers.mps: error: {e}", file=sys.stderr)
+        return 2
+    return worker.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

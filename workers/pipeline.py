@@ -1,0 +1,157 @@
+"""One embedding job, from the job message to the output file.
+
+``prepare`` starts reading in the background at once (so the next job's
+input is read while the current one embeds); ``run`` cleans, deduplicates,
+embeds and writes chunk by chunk, calling ``checkpoint`` between chunks so
+that a lost lease or a shutdown can stop it early.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bus.constants import EMBEDDING_DIM, META_PREFIX
+from bus.errors import BadInput, ModelMismatch
+from bus.messages import Job
+from bus.transport import Delivery
+from workers.cleaning import Counts, clean
+from workers.dedup import DedupCache, embed_rows
+from workers.embedder import Embedder
+from workers.limits import MemoryBudget
+from workers.paths import DataRoots, fingerprint
+from workers.readahead import ReadAhead
+from workers.reader import Chunk, InputPart, open_part, read_chunk
+from workers.writer import OutputWriter, Provenance, is_up_to_date, metadata
+
+DEFAULT_CHUNK_ROWS = 32_768
+MIN_CHUNK_ROWS = 1_024
+ROW_OVERHEAD = 2 * EMBEDDING_DIM * 4 + 300
+"""Working bytes per row besides its text: the embedding twice (computed and
+written) plus Python objects."""
+
+
+@dataclass
+class JobResult:
+    """What a finished job reports to the bus and the journal."""
+
+    rows: int
+    skipped: bool
+    counts: Counts
+    seconds: float
+
+
+@dataclass
+class _UpToDate:
+    meta: dict[str, str]
+
+
+@dataclass
+class _Opened:
+    part: InputPart
+    out: Path
+
+
+class PreparedJob:
+    """A claimed job whose input is being read in the background."""
+
+    def __init__(self, delivery: Delivery, stream: ReadAhead[object]) -> None:
+        self.delivery = delivery
+        self.stream = stream
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+class EmbedPipeline:
+    """Turns a job into its output file (the worker's ``JobHandler``)."""
+
+    def __init__(
+        self,
+        roots: DataRoots,
+        embedder: Embedder,
+        provenance: Provenance,
+        memory: MemoryBudget | None = None,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        dedup_bytes: int = 256 << 20,
+    ) -> None:
+        self.roots = roots
+        self.embedder = embedder
+        self.provenance = provenance
+        self.memory = memory or MemoryBudget()
+        self.chunk_rows = chunk_rows
+        self.dedup_bytes = dedup_bytes
+
+    # -- reading (background thread) ----------------------------------------
+    def prepare(self, delivery: Delivery) -> PreparedJob:
+        job = delivery.job
+        return PreparedJob(delivery, ReadAhead(lambda: self._produce(job), name=f"read-{job.id[:8]}"))
+
+    def _produce(self, job: Job) -> Iterator[object]:
+        out = self.roots.output(job.out)
+        meta = is_up_to_date(out, job)
+        if meta is not None:
+            yield _UpToDate(meta)
+            return
+        if job.model != self.embedder.model_id:
+            raise ModelMismatch(f"{job.path}: job wants model {job.model}, this worker has {self.embedder.model_id}")
+        path = self.roots.input(job.path)
+        now = fingerprint(path)
+        if now != job.fingerprint:
+            raise BadInput(job.path, f"input changed since the scan (fingerprint {now}, job has {job.fingerprint})")
+        part = open_part(job.path, path, job.column, job.id_column, job.rows)
+        per_row = 3 * part.text_bytes_per_row + ROW_OVERHEAD
+        smallest = min(MIN_CHUNK_ROWS, max(1, part.rows))
+        self.memory.require(smallest * per_row, job.path)
+        yield _Opened(part, out)
+        yield from self._chunks(part, per_row)
+
+    def _chunks(self, part: InputPart, per_row: int) -> Iterator[Chunk]:
+        if part.rows == 0:
+            yield Chunk(part.start, [], None)
+            return
+        offset = 0
+        while offset < part.rows:
+            n = self.memory.fit_rows(self.chunk_rows, per_row, MIN_CHUNK_ROWS)
+            n = min(n, part.rows - offset)
+            yield read_chunk(part, offset, n)
+            offset += n
+
+    # -- embedding and writing (caller's thread) -----------------------------
+    def run(self, prepared: PreparedJob, checkpoint: Callable[[], None]) -> JobResult:
+        t0 = time.monotonic()
+        job = prepared.delivery.job
+        head = next(prepared.stream)
+        if isinstance(head, _UpToDate):
+            counts = Counts(**{k: int(head.meta.get(META_PREFIX + k, 0)) for k in Counts().as_dict()})
+            return JobResult(counts.rows_embedded, True, counts, time.monotonic() - t0)
+        assert isinstance(head, _Opened)
+        part = head.part
+        counts = Counts()
+        cache = DedupCache(max_bytes=self._dedup_budget())
+        id_type = part.id_type if job.id_column else None
+        with OutputWriter(head.out, self.provenance.worker_id, id_type) as writer:
+            for chunk in prepared.stream:
+                checkpoint()
+                assert isinstance(chunk, Chunk)
+                self._write_chunk(chunk, writer, cache, counts)
+            checkpoint()
+            writer.commit(metadata(job, (part.start, part.end), self.provenance, counts))
+        return JobResult(counts.rows_embedded, False, counts, time.monotonic() - t0)
+
+    def _dedup_budget(self) -> int:
+        room = self.memory.headroom()
+        return self.dedup_bytes if room is None else min(self.dedup_bytes, room // 4)
+
+    def _write_chunk(self, chunk: Chunk, writer: OutputWriter, cache: DedupCache, counts: Counts) -> None:
+        cleaned = clean(chunk.values)
+        done = embed_rows(cleaned.texts, self.embedder, cache)
+        cleaned.counts.rows_truncated = done.rows_truncated
+        cleaned.counts.rows_deduplicated = done.rows_deduplicated
+        counts.add(cleaned.counts)
+        if not cleaned.texts:
+            return
+        ids = chunk.ids.take(cleaned.positions) if chunk.ids is not None else None
+        writer.write(chunk.start + cleaned.positions, ids, done.embeddings)
