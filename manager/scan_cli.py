@@ -37,7 +37,8 @@ COLUMNS = ("files", "up_to_date", "missing", "modified", "split_parts", "jobs", 
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("scan", help="scan the input tree and enqueue the missing jobs", description=__doc__)
+    p = sub.add_parser("scan", help="scan the input tree and enqueue the missing jobs", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", required=True, type=Path, help="input root (holds chains/<suffix>/<subreddit>/)")
     p.add_argument("--output", required=True, type=Path, help="output root (holds embeddings/)")
     p.add_argument("--dry-run", action="store_true", help="print what would be enqueued, per subreddit")

@@ -175,7 +175,7 @@ def test_the_checkpoint_list_picks_subreddits_and_their_order(tree: Tree, form: 
 
 def test_a_malformed_checkpoint_list_is_refused(tree: Tree) -> None:
     (tree.input / scan.SUBREDDIT_LIST).write_text('{"subs": 3}')
-    with pytest.raises(ValueError, match="subreddits_list.json"):
+    with pytest.raises(ValueError, match=r"subreddits_list\.json"):
         tree.plan()
 
 
