@@ -20,7 +20,7 @@ from typing import Any, Protocol, TypeVar
 from bus import constants as c
 from bus.errors import BusUnavailable, EmbedfleetError, LeaseLost, PermanentError, ProtocolError
 from bus.transport import Controls, Delivery, Outcome, Transport
-from workers import KIND, __version__
+from workers import KIND, __version__, faults
 from workers.heartbeat import Heartbeat, WorkerStats
 from workers.lease import LeaseKeeper
 from workers.pipeline import JobResult
@@ -259,6 +259,7 @@ class Worker:
             self.current, self.state = None, "idle"
 
     def _execute(self, prepared: Any, d: Delivery) -> None:
+        faults.job_started(d.job.path)
         try:
             result = self.handler.run(prepared, lambda: self.lease.check(d))
         except LeaseLost:
@@ -276,6 +277,7 @@ class Worker:
         self._complete(d, result)
 
     def _complete(self, d: Delivery, result: JobResult) -> None:
+        faults.reach("before_ack")
         outcome = self._bus(lambda: self.t.complete(self.cfg.worker_id, d, result.rows, result.skipped), "completing")
         if outcome is Outcome.LEASE_LOST:
             log.warning("%s: finished, but another worker owns it now: not counted", d.job.path)

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from bus.constants import EMBEDDING_DIM, META_PREFIX, OUTPUT_FORMAT_VERSION
 from bus.messages import Job
+from workers import faults
 from workers.cleaning import Counts
 from workers.paths import fsync_dir
 
@@ -111,9 +112,11 @@ class OutputWriter:
         self._writer.add_key_value_metadata(meta)
         self._writer.close()
         self._writer = None
+        faults.reach("after_tmp_write")
         with open(self.tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(self.tmp, self.final)
+        faults.reach("after_rename")
         fsync_dir(self.final.parent)
 
     def abort(self) -> None:
