@@ -9,7 +9,7 @@
 #   embedfleet/base:bookworm   debootstrap'ed Debian (build-base.sh)
 #   embedfleet/python          + Python 3.11 venv, user embedfleet, /data
 #   embedfleet/redis           redis-server, AOF everysec, password from a secret
-#   embedfleet/manager         python -m manager serve (+ dashboard :8080)
+#   embedfleet/manager         python -m manager serve (+ dashboard :8377)
 #   embedfleet/worker-python   python -m workers.mps (torch, sentence-transformers)
 #   embedfleet/worker-rust     embedfleet-worker + libonnxruntime + ONNX model
 #
@@ -69,13 +69,24 @@ sync() {
 # fresh_dir DIR: an empty staging folder.
 fresh_dir() { rm -rf "$1"; mkdir -p "$1"; }
 
+# ensure_wheelhouse REQ: every wheel REQ needs, resolved by the pip *inside*
+# embedfleet/python (environment markers such as python_full_version must be
+# the image's, not the host's), downloaded into the host's wheelhouse. The
+# host's CA bundle is lent to it for HTTPS; files already there are reused.
 ensure_wheelhouse() {
-  local req=$1 stamp
-  stamp=$WHEELHOUSE/.stamp-$(sha256sum "$req" | cut -c1-16)
+  local req=$1 stamp ca=/etc/ssl/certs/ca-certificates.crt
+  local img_id; img_id=$(docker image inspect --format '{{.Id}}' "embedfleet/python:$TAG")
+  stamp=$WHEELHOUSE/.stamp-$( (cat "$req"; echo "$img_id") | sha256sum | cut -c1-16)
   [ -f "$stamp" ] && return 0
-  log "downloading wheels for $(wc -l <"$req") pins into $WHEELHOUSE (once per pin set)"
+  log "resolving $(wc -l <"$req") pins inside embedfleet/python into $WHEELHOUSE (downloads only what is missing)"
   mkdir -p "$WHEELHOUSE"
-  "$PY" -m pip download -q --only-binary=:all: -d "$WHEELHOUSE" -r "$req"
+  local ca_args=()
+  [ -r "$ca" ] && ca_args=(-v "$ca:/etc/ssl/certs/host-ca.crt:ro" -e PIP_CERT=/etc/ssl/certs/host-ca.crt)
+  docker run --rm --network host --user "$(id -u):$(id -g)" -e HOME=/tmp \
+    -e PIP_DEFAULT_TIMEOUT=180 -e HTTPS_PROXY -e HTTP_PROXY -e NO_PROXY "${ca_args[@]}" \
+    -v "$WHEELHOUSE:/wheels" -v "$(cd "$(dirname "$req")" && pwd)/${req##*/}:/tmp/req.txt:ro" \
+    --entrypoint pip "embedfleet/python:$TAG" \
+    download -q --only-binary=:all: -d /wheels -r /tmp/req.txt
   touch "$stamp"
 }
 
@@ -115,6 +126,7 @@ build_wheel() {
 docker_build() {
   local image=$1 dir=$2 logf=$CTX/$1.build.log; shift 2
   log "docker build embedfleet/$image:$TAG (log: $logf)"
+  local old_id; old_id=$(docker image inspect --format '{{.Id}}' "embedfleet/$image:$TAG" 2>/dev/null || true)
   if ! docker build --network host -t "embedfleet/$image:$TAG" \
     -f "deploy/docker/$image.Dockerfile" \
     --label "org.opencontainers.image.version=$TAG" \
@@ -122,6 +134,10 @@ docker_build() {
     tail -n 40 "$logf" >&2
     die "building embedfleet/$image:$TAG failed"
   fi
+  # Free the replaced image (torch's layer alone is gigabytes), unless
+  # another image or a container still uses it.
+  local new_id; new_id=$(docker image inspect --format '{{.Id}}' "embedfleet/$image:$TAG")
+  if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then docker rmi "$old_id" >/dev/null 2>&1 || true; fi
 }
 
 build_base() {

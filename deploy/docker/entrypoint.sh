@@ -18,6 +18,6 @@ load_secret() {
 }
 
 load_secret EMBEDFLEET_REDIS_PASSWORD
-load_secret EMBEDFLEET_API_TOKEN
+load_secret EMBEDFLEET_DASHBOARD_TOKEN
 
 exec "$@"

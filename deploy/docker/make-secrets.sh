@@ -10,7 +10,7 @@ set -euo pipefail
 dir=${EMBEDFLEET_SECRETS_DIR:-$(cd "$(dirname "$0")/.." && pwd)/secrets}
 
 install -d -m 0700 "$dir"
-for name in redis_password api_token; do
+for name in redis_password dashboard_token; do
   f=$dir/$name
   if [ -s "$f" ]; then
     echo "[make-secrets] keeping $f" >&2

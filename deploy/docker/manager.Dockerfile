@@ -1,5 +1,5 @@
 # embedfleet/manager: `python -m manager` (scan, enqueue, reconcile, journal)
-# with its status API and dashboard on :8080.
+# with its status API and dashboard on :8377.
 #
 # Dependencies come from a wheelhouse the build script serves on loopback
 # (WHEELS_URL, build with --network host): nothing is fetched from an index
@@ -18,5 +18,9 @@ RUN pip install --no-index --no-deps /tmp/wheel/*.whl && rm -rf /tmp/wheel \
 
 USER embedfleet
 WORKDIR /var/lib/embedfleet
-EXPOSE 8080
-CMD ["python", "-m", "manager", "serve"]
+EXPOSE 8377
+# One run over /data, then the dashboard stays up (--keep-serving) until
+# SIGINT. Beyond loopback the API needs EMBEDFLEET_DASHBOARD_TOKEN(_FILE).
+STOPSIGNAL SIGINT
+CMD ["python", "-m", "manager", "serve", "--input", "/data", "--output", "/data", \
+     "--host", "0.0.0.0", "--port", "8377", "--no-advertise", "--keep-serving"]

@@ -9,7 +9,7 @@
 # One of the two is required: this image refuses to run without auth.
 set -eu
 
-conf=/etc/embedfleet/redis.conf
+conf=${EMBEDFLEET_REDIS_CONF:-/etc/embedfleet/redis.conf}
 pw_file=${EMBEDFLEET_REDIS_PASSWORD_FILE:-}
 acl_file=${EMBEDFLEET_REDIS_ACLFILE:-}
 
