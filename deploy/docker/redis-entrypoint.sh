@@ -1,6 +1,6 @@
 #!/bin/sh
 # Start redis-server with redis.conf plus the secret part of the
-# configuration read from stdin ("redis-server FILE -"), so the password is
+# configuration read from stdin ("redis-server FILE [ARGS] -"), so the password is
 # never on a command line, in `docker inspect`, in a file on disk, or in a log.
 #
 #   EMBEDFLEET_REDIS_PASSWORD_FILE  file holding the default user's password
@@ -32,4 +32,4 @@ else
   die "set EMBEDFLEET_REDIS_PASSWORD_FILE or EMBEDFLEET_REDIS_ACLFILE (no unauthenticated bus)"
 fi
 
-printf '%s\n' "$secret_conf" | exec redis-server "$conf" - "$@"
+printf '%s\n' "$secret_conf" | exec redis-server "$conf" "$@" -
