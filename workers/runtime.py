@@ -257,6 +257,7 @@ class Worker:
             self.lease.release(d)
             prepared.close()
             self.current, self.state = None, "idle"
+            self._controls_at = -1e9  # read the controls afresh before the next job
 
     def _execute(self, prepared: Any, d: Delivery) -> None:
         faults.job_started(d.job.path)
@@ -270,7 +271,7 @@ class Worker:
             self._dead(d, reason_for(d, e))
             return
         except Exception as e:  # transient or unknown: retried, bounded by max_deliveries
-            log.warning("%s failed: %s", d.job.path, e, exc_info=not isinstance(e, OSError))
+            log.warning("%s failed: %s", d.job.path, e, exc_info=not isinstance(e, OSError | EmbedfleetError))
             self._fail_transient(d, reason_for(d, e))
             return
         self.watchdog.end()

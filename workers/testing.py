@@ -3,6 +3,7 @@ and count what is left on an in-memory bus (``--burst`` with the fake)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol
@@ -27,7 +28,7 @@ def jobs_for(
     """One job per file (or per row range ``rows(path)`` gives), as the manager makes them."""
     jobs = []
     for f in files:
-        rel = f.resolve().relative_to(input_root.resolve()).as_posix()
+        rel = Path(os.path.abspath(f)).relative_to(os.path.abspath(input_root)).as_posix()
         for r in rows(f) if rows else [None]:
             jobs.append(Job.create(rel, fingerprint(f), model, rows=r, id_column=id_column, lane=lane))
     return jobs
