@@ -21,6 +21,7 @@ from bus import constants as c
 from bus.keys import Keys
 from bus.messages import Job
 from bus.redis_transport import RedisTransport
+from bus.settings import RedisSettings
 from tests.fault.checker import BusSnapshot, QueueReport, check_queue, read_snapshot
 from tests.fault.kinds import RunConfig, WorkerKind
 from tests.fault.outputs import OutputReport, check_outputs
@@ -65,14 +66,23 @@ class Run:
     def keys(self) -> Keys:
         return Keys(self.cfg.namespace)
 
+    @property
+    def settings(self) -> RedisSettings:
+        return RedisSettings.from_url(self.server.url, namespace=self.cfg.namespace)
+
     def enqueue(self, jobs: Sequence[Job]) -> int:
-        """Enqueue through the bus's own script; log every job handed over."""
-        t = self.transport()
-        t.ensure_lanes(sorted({j.lane for j in jobs}))
-        new = sum(t.enqueue(j) for j in jobs)
+        """Enqueue as the manager does (``manager.scan.enqueue``); log every job handed over."""
+        from manager import scan
+
+        new = scan.enqueue(self.settings, jobs).new
         self.enqueued.extend(jobs)
-        t.r.close()
         return new
+
+    def reconcile(self) -> int:
+        """The manager's reconcile pass over every job this run enqueued."""
+        from manager import scan
+
+        return int(scan.reconcile(self.settings, list(self.enqueued)))
 
     def worker_id(self, tag: str = "w") -> str:
         self._n += 1
@@ -92,6 +102,19 @@ class Run:
         try:
             found: Any = client.xrange(self.keys.queue(lane), entry_id, entry_id, count=1)
             return Job.from_json(found[0][1][c.JOB_FIELD.encode()])
+        finally:
+            client.close()
+
+    def done_count(self) -> int:
+        """How many enqueued jobs are done (one round trip; 0 while Redis is away)."""
+        if not self.enqueued:
+            return 0
+        client = self.client()
+        try:
+            states: Any = client.hmget(self.keys.state, [j.id for j in self.enqueued])
+            return sum(1 for s in states if s == c.STATE_DONE.encode())
+        except redis.exceptions.RedisError:
+            return 0
         finally:
             client.close()
 
@@ -142,6 +165,8 @@ class FleetResult:
     seconds: float
     killed_at: Counter[str] = field(default_factory=Counter)
     """Members that died by a signal, by the fault point they were given."""
+    respawned: int = 0
+    """Members started again after all had exited 0 with work left (``respawn_idle``)."""
 
 
 @dataclass
@@ -152,6 +177,10 @@ class Fleet:
     size: int
     env_for: Callable[[int], Mapping[str, str]] = lambda _i: {}
     max_restarts: int = 400
+    respawn_idle: bool = False
+    """Start the fleet again when every member exited 0 (burst: nothing to do)
+    but the run is not done, as a supervisor would when work reappears (a
+    Redis that lost its tail, then a reconcile, brings work back)."""
     members: list[tuple[Managed, Mapping[str, str]]] = field(default_factory=list)
 
     def _start(self, i: int, n: int) -> tuple[Managed, Mapping[str, str]]:
@@ -174,9 +203,13 @@ class Fleet:
                         res.killed_at[env.get(FAULT_POINT, "signal")] += 1
                     res.restarts += 1
                     self.members[i] = self._start(i, self.size + res.restarts)
-            if all(m.returncode() == 0 for m, _ in self.members) and done():
-                res.finished = True
-                break
+            if all(m.returncode() == 0 for m, _ in self.members):
+                if done():
+                    res.finished = True
+                    break
+                if self.respawn_idle and res.respawned < self.size * 3:
+                    res.respawned += self.size
+                    self.members = [self._start(i, i) for i in range(self.size)]
             time.sleep(0.05)
         res.seconds = time.monotonic() - t0
         return res

@@ -13,8 +13,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.fault.miniworker import HASH_MODEL_ID
-
 HOME = Path(os.environ.get("EMBEDFLEET_HOME", Path.home() / ".cache" / "embedfleet"))
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", HOME / "target"))
 RUST_BIN = TARGET / "release" / "embedfleet-worker"
@@ -51,8 +49,8 @@ class WorkerKind:
         return 0.0 if self.embedder == "hash" else 1e-5
 
     def model_id(self) -> str:
-        if self.embedder == "hash":
-            return HASH_MODEL_ID
+        """The model id jobs carry: the real model's, whichever embedder runs
+        (the hash embedders stand in for it under its id)."""
         from models.source import model_id
 
         return model_id()
@@ -66,7 +64,9 @@ class WorkerKind:
         if self.name == "mini":
             return [sys.executable, "-m", "tests.fault.miniworker", *common]
         if self.name == "python":
-            return [sys.executable, "-m", "workers.mps", *common, "--embedder", self.embedder, "--device", "cpu"]
+            embedder = "hash" if self.embedder == "hash" else "sentence-transformers"
+            model = ["--device", "cpu", "--precision", "fp32", "--threads", "1"]
+            return [sys.executable, "-m", "workers.mps", *common, "--embedder", embedder, *model]
         if self.name == "rust":
             extra = ["--embedder", "hash"] if self.embedder == "hash" else ["--model-dir", str(ONNX_DIR)]
             return [str(RUST_BIN), *common, *extra]

@@ -32,12 +32,9 @@ import pyarrow.parquet as pq
 from bus import constants as c
 from bus.errors import BusUnavailable, LeaseLost
 from bus.keys import Keys
-from bus.redis_transport import RedisTransport
+from bus.redis_transport import RedisTransport, translated
 from bus.settings import RedisSettings
 from bus.transport import Delivery, Outcome
-
-HASH_MODEL_ID = "hash-embedder@test"
-"""Model id of the hash embedder: jobs for this worker carry it."""
 
 
 class FaultHooks:
@@ -175,6 +172,10 @@ class MiniWorker:
 
     def idle(self) -> bool:
         """Nothing undelivered, pending anywhere, or delayed on my lanes."""
+        with translated():
+            return self._idle()
+
+    def _idle(self) -> bool:
         for lane in self.lanes:
             q = self.keys.queue(lane)
             last = self.t.r.xinfo_stream(q)["last-generated-id"]
