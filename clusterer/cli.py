@@ -1,0 +1,139 @@
+"""``python -m clusterer``: cluster every embedding of a run and write a report.
+
+Exit codes: 0 done; 2 bad arguments; 3 the run is incomplete (refused);
+4 nothing to cluster; 5 the remote job failed; 6 the bus is unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from bus.errors import BusUnavailable
+from bus.settings import ENV_NAMESPACE, ENV_URL
+from clusterer.completeness import IncompleteRun, NothingToCluster
+from clusterer.config import DEFAULT_QUEUE, DEVICES, DTYPES, REDUCERS, ClusterConfig, roots_from_env
+from clusterer.progress import Progress
+
+EXIT_INCOMPLETE, EXIT_EMPTY, EXIT_REMOTE, EXIT_BUS = 3, 4, 5, 6
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m clusterer", description=__doc__.splitlines()[0])
+    d = ClusterConfig(Path("."), Path("."))
+    g = p.add_argument_group("data")
+    g.add_argument("--data-root", help="input and output root at once (env EMBEDFLEET_DATA_ROOT)")
+    g.add_argument("--input-root", help="root holding chains/ (env EMBEDFLEET_INPUT_ROOT)")
+    g.add_argument("--output-root", help="root holding embeddings/ (env EMBEDFLEET_OUTPUT_ROOT)")
+    g.add_argument("--out", help="result directory (default <output-root>/clusters)")
+    g.add_argument("--text-column", default=d.text_column, help="text column of the inputs (default %(default)s)")
+    g.add_argument("--model", help="cluster the outputs of this model id (default: the only one found)")
+    g.add_argument(
+        "--subreddits-list", help="checkpoint naming the subreddits (default <input-root>/subreddits_list.json)"
+    )
+    g.add_argument("--allow-partial", action="store_true", help="cluster an incomplete run instead of refusing")
+    g.add_argument(
+        "--redis-url", default=os.environ.get(ENV_URL), help=f"also ask the bus for queued jobs (env {ENV_URL})"
+    )
+    g.add_argument("--namespace", default=os.environ.get(ENV_NAMESPACE), help=f"bus key prefix (env {ENV_NAMESPACE})")
+    m = p.add_argument_group("method")
+    m.add_argument("--reducer", choices=REDUCERS, default=d.reducer, help="dimension reduction (default %(default)s)")
+    m.add_argument("--pca-dims", type=int, default=d.pca_dims, help="PCA dimensions (default %(default)s)")
+    m.add_argument("--dims", type=int, help="dimensions HDBSCAN runs in (default 5 with UMAP, 10 with pca)")
+    m.add_argument(
+        "--umap-neighbors", type=int, default=d.umap_neighbors, help="UMAP n_neighbors (default %(default)s)"
+    )
+    m.add_argument(
+        "--sample-size", type=int, default=d.sample_size, help="points HDBSCAN is fitted on (default %(default)s)"
+    )
+    m.add_argument(
+        "--min-cluster-size", type=int, help="smallest cluster, in texts (default 0.5%% of the run, at least 20)"
+    )
+    m.add_argument(
+        "--min-samples", type=int, help="HDBSCAN min_samples on the sample (default min(10, min cluster size))"
+    )
+    m.add_argument("--selection", choices=("eom", "leaf"), default=d.selection, help="HDBSCAN cluster selection")
+    m.add_argument("--assign-neighbors", type=int, default=d.assign_neighbors, help="neighbours voting for each point")
+    m.add_argument("--seed", type=int, default=d.seed, help="seed of sampling, PCA and UMAP (default %(default)s)")
+    m.add_argument("--device", choices=DEVICES, default=d.device, help="cuda needs RAPIDS cuML (default %(default)s)")
+    m.add_argument("--dtype", choices=DTYPES, default=d.dtype, help="storage of the reduced vectors")
+    r = p.add_argument_group("report")
+    r.add_argument("--top-words", type=int, default=d.top_words, help="keywords per cluster")
+    r.add_argument("--representatives", type=int, default=d.representatives, help="texts shown per cluster")
+    r.add_argument("--map-points", type=int, default=d.map_points, help="points drawn on map.png (0: no map)")
+    q = p.add_argument_group("remote (RQ)")
+    q.add_argument(
+        "--remote", action="store_true", help="enqueue on RQ for a host running `python -m clusterer.worker`"
+    )
+    q.add_argument("--queue", default=DEFAULT_QUEUE, help="RQ queue (default %(default)s)")
+    q.add_argument("--no-wait", action="store_true", help="with --remote: return once enqueued")
+    q.add_argument("--timeout", type=int, default=6 * 3600, help="with --remote: job timeout in seconds")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    return p
+
+
+def config_from_args(a: argparse.Namespace) -> ClusterConfig:
+    env_in, env_out = roots_from_env()
+    input_root = a.input_root or a.data_root or env_in
+    output_root = a.output_root or a.data_root or env_out
+    if not input_root or not output_root:
+        raise ValueError("say where the data is: --data-root, or --input-root and --output-root")
+    dims = a.dims if a.dims is not None else (10 if a.reducer == "pca" else 5)
+    cfg = ClusterConfig(
+        input_root=Path(input_root).resolve(),
+        output_root=Path(output_root).resolve(),
+        out_dir=Path(a.out).resolve() if a.out else None,
+        text_column=a.text_column,
+        model=a.model,
+        allow_partial=a.allow_partial,
+        redis_url=a.redis_url,
+        namespace=a.namespace,
+        reducer=a.reducer,
+        pca_dims=a.pca_dims,
+        dims=dims,
+        umap_neighbors=a.umap_neighbors,
+        sample_size=a.sample_size,
+        min_cluster_size=a.min_cluster_size,
+        min_samples=a.min_samples,
+        selection=a.selection,
+        assign_neighbors=a.assign_neighbors,
+        seed=a.seed,
+        device=a.device,
+        dtype=a.dtype,
+        top_words=a.top_words,
+        representatives=a.representatives,
+        map_points=a.map_points,
+        subreddits_list=Path(a.subreddits_list) if a.subreddits_list else None,
+    )
+    cfg.validate()
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    try:
+        cfg = config_from_args(a)
+    except ValueError as e:
+        parser.error(str(e))
+    progress = Progress(quiet=a.quiet)
+    try:
+        if a.remote:
+            from clusterer.remote import submit
+
+            return submit(cfg, a.queue, a.timeout, wait=not a.no_wait, progress=progress)
+        from clusterer.pipeline import run
+
+        run(cfg, progress)
+        return 0
+    except IncompleteRun as e:
+        print(f"clusterer: refused: {e}", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    except NothingToCluster as e:
+        print(f"clusterer: {e}", file=sys.stderr)
+        return EXIT_EMPTY
+    except BusUnavailable as e:
+        print(f"clusterer: {e}", file=sys.stderr)
+        return EXIT_BUS

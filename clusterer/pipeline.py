@@ -1,0 +1,119 @@
+"""One clustering run, start to finish.
+
+1. gate: what may be clustered (``clusterer.gate``);
+2. sample: read a uniform random sample of the embeddings;
+3. PCA fitted on the sample, applied to every point in a stream;
+4. UMAP + HDBSCAN on the sample (``clusterer.fit``);
+5. every point labelled by its nearest sample neighbours (``clusterer.assign``);
+6. ``clusters.parquet``; profiles, keywords and texts; map; summary; report.
+
+Memory stays at O(N x PCA dims) plus one batch of full embeddings: the
+384-dimensional vectors are streamed four times (sample, projection,
+centroids, similarities) rather than held.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from clusterer.assign import assign_all
+from clusterer.backend import Backend, select_backend
+from clusterer.catalog import EmbeddingPart
+from clusterer.config import ClusterConfig
+from clusterer.fit import SampleClusters, cluster_sample, relabel_by_size, run_min_cluster_size
+from clusterer.gate import open_run
+from clusterer.progress import Progress
+from clusterer.reader import gather, read_keys, stream
+from clusterer.reduce import Pca, fit_pca, identity_pca
+from clusterer.summary import write_results
+
+
+@dataclass
+class Labelled:
+    """The outcome of clustering: a label and a probability per point."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray
+    sample_index: np.ndarray
+    sample: SampleClusters
+    pca: Pca
+
+
+def choose_sample(n: int, size: int, seed: int) -> np.ndarray:
+    """Sorted positions of a uniform random sample (everything when small)."""
+    if n <= size:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
+
+
+def project_all(parts: list[EmbeddingPart], pca: Pca, n: int, dtype: str, progress: Progress) -> np.ndarray:
+    """Every embedding through the PCA, into one ``n x dims`` array."""
+    out = np.empty((n, pca.dims), dtype=np.dtype(dtype))
+
+    def put(offset: int, arr: np.ndarray) -> None:
+        out[offset : offset + len(arr)] = pca.transform(arr)
+
+    stream(parts, put, progress, "embeddings projected")
+    return out
+
+
+def label_points(
+    backend: Backend, cfg: ClusterConfig, parts: list[EmbeddingPart], n: int, progress: Progress
+) -> Labelled:
+    """Steps 2-5: the clusters of every point."""
+    index = choose_sample(n, cfg.sample_size, cfg.seed)
+    with progress.step(f"reading a sample of {len(index):,} embeddings"):
+        sample = gather(parts, index, progress, "embeddings scanned")
+    dims = cfg.pca_dims if cfg.reducer != "pca" else max(cfg.pca_dims, cfg.dims)
+    with progress.step(f"PCA to {dims} dimensions"):
+        pca = identity_pca(sample.shape[1]) if cfg.reducer == "umap" else fit_pca(sample, dims)
+        progress.say(f"  PCA keeps {100 * pca.kept_variance:.1f}% of the variance")
+        del sample
+        reduced = project_all(parts, pca, n, cfg.dtype, progress)
+    with progress.step(f"{cfg.reducer} + HDBSCAN on {len(index):,} sample points ({backend.name})"):
+        base = np.asarray(reduced[index], dtype=np.float32)
+        fitted = cluster_sample(backend, cfg, base, n)
+        found = int(fitted.labels.max()) + 1
+        progress.say(f"  {found} clusters in the sample; {100 * (fitted.labels < 0).mean():.1f}% noise")
+    labels = np.empty(n, dtype=np.int32)
+    probs = np.empty(n, dtype=np.float32)
+    if len(index) < n:
+        with progress.step(f"assigning {n - len(index):,} other points"):
+            neighbours = backend.neighbours(base, cfg.seed)
+            for lo, lab, prob in assign_all(
+                neighbours, reduced, fitted.labels, fitted.probabilities, cfg.assign_neighbors
+            ):
+                labels[lo : lo + len(lab)] = lab
+                probs[lo : lo + len(lab)] = prob
+                progress.count("points assigned", lo + len(lab), n)
+    labels[index] = fitted.labels
+    probs[index] = fitted.probabilities
+    return Labelled(relabel_by_size(labels), probs, index, fitted, pca)
+
+
+def run(cfg: ClusterConfig, progress: Progress | None = None) -> dict[str, Any]:
+    """Cluster a run and write every result file; returns the summary."""
+    cfg.validate()
+    progress = progress or Progress()
+    started = time.time()
+    with progress.step("checking the run"):
+        run_state = open_run(cfg, progress)
+    parts, n = run_state.usable, run_state.rows
+    backend = select_backend(cfg.device)
+    progress.say(
+        f"clustering {n:,} embeddings on {backend.name}; smallest cluster {run_min_cluster_size(cfg, n):,} texts"
+    )
+    result = label_points(backend, cfg, parts, n, progress)
+    with progress.step("reading row keys"):
+        keys = read_keys(parts)
+    summary = write_results(cfg, backend, run_state, parts, keys, result, progress)
+    summary["seconds"] = round(time.time() - started, 1)
+    progress.say(
+        f"{summary['clusters']} clusters, {100 * summary['noise_share']:.1f}% unclustered; "
+        f"report in {cfg.out / 'report.html'} ({summary['seconds']:.0f} s)"
+    )
+    return summary

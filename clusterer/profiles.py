@@ -1,0 +1,139 @@
+"""What the report says about each cluster: size, keywords, representatives.
+
+Centroids are exact means of the original (normalised) embeddings, built in
+one streaming pass; a second pass scores every member by its cosine to its
+centroid. Keywords come from a bounded random sample of each cluster's texts
+(``KEYWORD_DOCS``), so the report costs the same at a million texts as at a
+hundred thousand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from clusterer.catalog import EmbeddingPart
+from clusterer.keywords import class_tfidf
+from clusterer.progress import Progress
+from clusterer.reader import stream
+
+KEYWORD_DOCS = 1_000
+"""Texts per cluster fed to c-TF-IDF (a random sample of larger clusters)."""
+
+CANDIDATES_PER_REPRESENTATIVE = 4
+"""Nearest-to-centroid candidates fetched per representative wanted, so that
+duplicate texts (chains repeat their ancestors) can be skipped."""
+
+
+@dataclass
+class ClusterProfile:
+    cluster: int
+    size: int
+    mean_probability: float
+    keywords: list[tuple[str, float]]
+    representatives: list[dict[str, object]]
+
+
+def centroid_similarity(parts: list[EmbeddingPart], labels: np.ndarray, progress: Progress) -> np.ndarray:
+    """Cosine of every point to its cluster's centroid (NaN for noise)."""
+    k = int(labels.max()) + 1 if len(labels) else 0
+    dim = parts[0].dim if parts else 0
+    sums = np.zeros((max(k, 1), dim), dtype=np.float64)
+
+    def add(offset: int, arr: np.ndarray) -> None:
+        lab = labels[offset : offset + len(arr)]
+        keep = np.flatnonzero(lab >= 0)
+        onehot = sp.csr_matrix((np.ones(len(keep)), (lab[keep], keep)), shape=(len(sums), len(arr)))
+        sums[:] += onehot @ arr.astype(np.float64)
+
+    stream(parts, add, progress, "centroids")
+    norms = np.linalg.norm(sums, axis=1, keepdims=True)
+    centres = (sums / np.where(norms == 0, 1.0, norms)).astype(np.float32)
+    sims = np.full(len(labels), np.nan, dtype=np.float32)
+
+    def score(offset: int, arr: np.ndarray) -> None:
+        lab = labels[offset : offset + len(arr)]
+        keep = lab >= 0
+        sims[offset : offset + len(arr)][keep] = (arr[keep] * centres[lab[keep]]).sum(1)
+
+    stream(parts, score, progress, "similarity to centroids")
+    return sims
+
+
+def representative_candidates(labels: np.ndarray, sims: np.ndarray, per_cluster: int) -> np.ndarray:
+    """Indices of the ``per_cluster`` points nearest each centroid."""
+    member = np.flatnonzero(labels >= 0)
+    order = member[np.lexsort((-sims[member], labels[member]))]
+    lab = labels[order]
+    starts = np.searchsorted(lab, lab, side="left")
+    rank = np.arange(len(order)) - starts
+    return order[rank < per_cluster]
+
+
+def keyword_sample(labels: np.ndarray, per_cluster: int, seed: int) -> np.ndarray:
+    """Indices of at most ``per_cluster`` random members of each cluster and of the noise."""
+    rng = np.random.default_rng(seed)
+    shuffled = rng.permutation(len(labels))
+    order = shuffled[np.argsort(labels[shuffled], kind="stable")]
+    lab = labels[order]
+    starts = np.searchsorted(lab, lab, side="left")
+    return np.sort(order[(np.arange(len(order)) - starts) < per_cluster])
+
+
+def build_profiles(
+    labels: np.ndarray,
+    probs: np.ndarray,
+    sims: np.ndarray,
+    texts: pl.DataFrame,
+    top_words: int,
+    representatives: int,
+) -> tuple[list[ClusterProfile], list[tuple[str, float]]]:
+    """Profiles of every cluster (largest first) and the keywords of the noise.
+
+    ``texts`` has ``index`` (point position), ``input_path``, ``row``, ``id``
+    (optional) and ``text`` for the keyword sample and the candidates."""
+    texts = texts.with_columns(
+        cluster=pl.Series(labels[texts["index"].to_numpy()]),
+        similarity=pl.Series(sims[texts["index"].to_numpy()]),
+    )
+    docs: dict[int, list[str]] = {}
+    for (c,), g in texts.filter(pl.col("text").is_not_null()).partition_by("cluster", as_dict=True).items():
+        docs[int(c)] = g["text"].unique(maintain_order=True).to_list()
+    keywords = class_tfidf(docs, top_words)
+    sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.zeros(0, dtype=np.int64)
+    prob_sums = np.bincount(labels[labels >= 0], weights=probs[labels >= 0], minlength=len(sizes))
+    profiles = []
+    for c in range(len(sizes)):
+        members = texts.filter((pl.col("cluster") == c) & pl.col("similarity").is_not_nan())
+        profiles.append(
+            ClusterProfile(
+                cluster=c,
+                size=int(sizes[c]),
+                mean_probability=round(float(prob_sums[c] / max(sizes[c], 1)), 4),
+                keywords=keywords.get(c, []),
+                representatives=_distinct(members.sort("similarity", descending=True), representatives),
+            )
+        )
+    return profiles, keywords.get(-1, [])
+
+
+def _distinct(members: pl.DataFrame, n: int) -> list[dict[str, object]]:
+    seen: set[str] = set()
+    out: list[dict[str, object]] = []
+    for rec in members.iter_rows(named=True):
+        text = rec["text"]
+        key = (text or "").strip().lower()
+        if text is not None and key in seen:
+            continue
+        seen.add(key)
+        item = {"input_path": rec["input_path"], "row": rec["row"], "text": text}
+        if "id" in rec:
+            item["id"] = rec["id"]
+        item["similarity"] = round(float(rec["similarity"]), 4)
+        out.append(item)
+        if len(out) == n:
+            break
+    return out

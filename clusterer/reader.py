@@ -1,0 +1,77 @@
+"""Stream embeddings and row keys out of the outputs within bounded memory.
+
+Embeddings are read one record batch at a time (pyarrow, zero-copy into
+numpy) and handed to a callback, so a pass over millions of rows holds one
+batch of 384-dimensional vectors at a time; callers keep only what they
+reduce it to. Row keys go through polars' lazy scan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+
+from clusterer.catalog import EmbeddingPart
+from clusterer.progress import Progress
+
+BATCH_ROWS = 32_768
+
+
+def iter_embeddings(parts: list[EmbeddingPart], batch_rows: int = BATCH_ROWS) -> Iterator[tuple[int, np.ndarray]]:
+    """``(offset, float32 array)`` batches over all parts, in catalog order."""
+    offset = 0
+    for part in parts:
+        pf = pq.ParquetFile(part.path)
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=["embedding"]):
+            col = batch.column(0)
+            if col.null_count:
+                raise ValueError(f"{part.rel}: {col.null_count} null embeddings")
+            values = col.flatten().to_numpy(zero_copy_only=False)
+            arr = values.reshape(len(col), part.dim).astype(np.float32, copy=False)
+            yield offset, arr
+            offset += len(arr)
+
+
+def stream(
+    parts: list[EmbeddingPart], consume: Callable[[int, np.ndarray], None], progress: Progress, what: str
+) -> None:
+    """Feed every batch to ``consume``, reporting progress."""
+    total = sum(p.rows for p in parts)
+    done = 0
+    for offset, arr in iter_embeddings(parts):
+        consume(offset, arr)
+        done = offset + len(arr)
+        progress.count(what, done, total)
+    progress.count(what, done, total, force=True)
+
+
+def gather(parts: list[EmbeddingPart], index: np.ndarray, progress: Progress, what: str) -> np.ndarray:
+    """The embeddings at sorted global positions ``index``, as one array."""
+    dim = parts[0].dim if parts else 0
+    out = np.empty((len(index), dim), dtype=np.float32)
+
+    def take(offset: int, arr: np.ndarray) -> None:
+        lo, hi = np.searchsorted(index, [offset, offset + len(arr)])
+        out[lo:hi] = arr[index[lo:hi] - offset]
+
+    stream(parts, take, progress, what)
+    return out
+
+
+def read_keys(parts: list[EmbeddingPart]) -> pl.DataFrame:
+    """``input_path``, ``row`` (and ``id`` as text when the outputs have one),
+    in the same order as ``iter_embeddings``."""
+    has_id = any(p.id_type is not None for p in parts)
+    frames = []
+    for p in parts:
+        cols = [pl.lit(p.input_path).cast(pl.Categorical).alias("input_path"), pl.col("row").cast(pl.Int64)]
+        if has_id:
+            idcol = pl.col("id").cast(pl.String) if p.id_type is not None else pl.lit(None, dtype=pl.String)
+            cols.append(idcol.alias("id"))
+        frames.append(pl.scan_parquet(p.path).select(cols))
+    if not frames:
+        return pl.DataFrame({"input_path": [], "row": []}, schema={"input_path": pl.Categorical, "row": pl.Int64})
+    return pl.concat(frames, how="vertical").collect()

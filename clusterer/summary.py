@@ -1,0 +1,149 @@
+"""Step 6: write ``clusters.parquet``, describe the clusters, draw the map, and
+write the summary JSON and the Markdown and HTML reports."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+
+from clusterer import outputs
+from clusterer.backend import Backend
+from clusterer.catalog import EmbeddingPart
+from clusterer.completeness import Completeness
+from clusterer.config import ClusterConfig
+from clusterer.fit import run_min_cluster_size
+from clusterer.plot import draw_map, layout
+from clusterer.profiles import (
+    CANDIDATES_PER_REPRESENTATIVE,
+    KEYWORD_DOCS,
+    ClusterProfile,
+    build_profiles,
+    centroid_similarity,
+    keyword_sample,
+    representative_candidates,
+)
+from clusterer.progress import Progress
+from clusterer.report import render_html, render_markdown
+from clusterer.texts import fetch_texts
+
+if TYPE_CHECKING:
+    from clusterer.pipeline import Labelled
+
+SUMMARY_VERSION = 1
+MAX_LISTED_PROBLEMS = 200
+
+
+def texts_needed(keys: pl.DataFrame, labels: np.ndarray, sims: np.ndarray, cfg: ClusterConfig) -> pl.DataFrame:
+    """Row keys (with their point ``index``) of the keyword sample and the candidates."""
+    wanted = np.union1d(
+        keyword_sample(labels, KEYWORD_DOCS, cfg.seed),
+        representative_candidates(labels, sims, cfg.representatives * CANDIDATES_PER_REPRESENTATIVE),
+    )
+    return keys[wanted].with_columns(index=pl.Series(wanted))
+
+
+def describe_clusters(
+    cfg: ClusterConfig, parts: list[EmbeddingPart], keys: pl.DataFrame, result: Labelled, progress: Progress
+) -> tuple[list[ClusterProfile], list[tuple[str, float]]]:
+    with progress.step("centroids and representatives"):
+        sims = centroid_similarity(parts, result.labels, progress)
+    with progress.step("joining texts"):
+        wanted = texts_needed(keys, result.labels, sims, cfg)
+        texts = fetch_texts(cfg.input_root, wanted, cfg.text_column, progress)
+    with progress.step("keywords (c-TF-IDF)"):
+        return build_profiles(result.labels, result.probabilities, sims, texts, cfg.top_words, cfg.representatives)
+
+
+def draw(cfg: ClusterConfig, backend: Backend, result: Labelled, profiles: list[ClusterProfile]) -> str | None:
+    """Draw ``map.png`` from (part of) the sample; returns its file name."""
+    if cfg.map_points <= 0:
+        return None
+    pick = np.random.default_rng(cfg.seed).permutation(len(result.sample_index))[: cfg.map_points]
+    xy = layout(backend, result.sample.points[pick], cfg.reducer != "pca", cfg.seed)
+    names = {p.cluster: (p.keywords[0][0] if p.keywords else "") for p in profiles}
+    n = len(result.labels)
+    title = f"{len(profiles)} clusters of {n:,} texts ({len(pick):,} shown)"
+    draw_map(cfg.out / outputs.MAP_FILE, xy, result.labels[result.sample_index[pick]], names, title)
+    return outputs.MAP_FILE
+
+
+def summarise(
+    cfg: ClusterConfig,
+    backend: Backend,
+    run_state: Completeness,
+    result: Labelled,
+    profiles: list[ClusterProfile],
+    noise_words: list[tuple[str, float]],
+    map_file: str | None,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    n = len(result.labels)
+    noise = int((result.labels < 0).sum())
+    return {
+        "version": SUMMARY_VERSION,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "model": run_state.model,
+        "points": n,
+        "outputs": len(run_state.usable),
+        "inputs": run_state.inputs,
+        "complete": run_state.complete,
+        "missing": run_state.missing[:MAX_LISTED_PROBLEMS],
+        "queued_jobs": run_state.queued_jobs,
+        "clusters": len(profiles),
+        "noise": noise,
+        "noise_share": round(noise / max(n, 1), 6),
+        "parameters": {
+            "reducer": cfg.reducer,
+            "pca_dims": result.pca.dims,
+            "pca_kept_variance": round(result.pca.kept_variance, 4),
+            "dims": int(result.sample.points.shape[1]),
+            "sample": len(result.sample_index),
+            "min_cluster_size": run_min_cluster_size(cfg, n),
+            "sample_min_cluster_size": result.sample.min_cluster_size,
+            "min_samples": result.sample.min_samples,
+            "selection": cfg.selection,
+            "assign_neighbors": cfg.assign_neighbors,
+            "seed": cfg.seed,
+            "backend": backend.name,
+        },
+        "timings": timings,
+        "map": map_file,
+        "cluster_list": [
+            {
+                "id": p.cluster,
+                "size": p.size,
+                "share": round(p.size / max(n, 1), 6),
+                "mean_probability": p.mean_probability,
+                "keywords": p.keywords,
+                "representatives": p.representatives,
+            }
+            for p in profiles
+        ],
+        "unclustered": {"size": noise, "keywords": noise_words},
+    }
+
+
+def write_results(
+    cfg: ClusterConfig,
+    backend: Backend,
+    run_state: Completeness,
+    parts: list[EmbeddingPart],
+    keys: pl.DataFrame,
+    result: Labelled,
+    progress: Progress,
+) -> dict[str, Any]:
+    """Every result file under ``cfg.out``; returns the summary."""
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    with progress.step("writing clusters.parquet"):
+        outputs.write_clusters(cfg.out / outputs.CLUSTERS_FILE, keys, result.labels, result.probabilities)
+    profiles, noise_words = describe_clusters(cfg, parts, keys, result, progress)
+    with progress.step("drawing the map"):
+        map_file = draw(cfg, backend, result, profiles)
+    summary = summarise(cfg, backend, run_state, result, profiles, noise_words, map_file, dict(progress.timings))
+    outputs.write_summary(cfg.out / outputs.SUMMARY_FILE, summary)
+    outputs.write_text(cfg.out / outputs.REPORT_MD, render_markdown(summary))
+    outputs.write_text(cfg.out / outputs.REPORT_HTML, render_html(summary))
+    return summary
