@@ -14,4 +14,5 @@ COPY redis-entrypoint.sh /usr/local/bin/embedfleet-redis
 VOLUME /data
 EXPOSE 6379
 USER redis
+WORKDIR /data
 ENTRYPOINT ["/usr/local/bin/embedfleet-redis"]
