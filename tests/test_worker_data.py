@@ -123,7 +123,7 @@ def test_paths_escaping_the_root_are_refused(roots: DataRoots, tmp_path: Path) -
     (roots.input_root / "chains").mkdir()
     os.symlink(secret, roots.input_root / "chains" / "link.parquet")
     os.symlink(tmp_path, roots.input_root / "chains" / "dirlink")
-    with pytest.raises(UnsafePath, match="chains/link.parquet"):
+    with pytest.raises(UnsafePath, match=r"chains/link\.parquet"):
         roots.input("chains/link.parquet")
     with pytest.raises(UnsafePath):
         roots.input("chains/dirlink/secret.parquet")
@@ -131,7 +131,7 @@ def test_paths_escaping_the_root_are_refused(roots: DataRoots, tmp_path: Path) -
         roots.input("chains/../../secret.parquet")
     with pytest.raises(UnsafePath):
         roots.input("/etc/passwd")
-    with pytest.raises(BadInput, match="chains/none.parquet: input file not found"):
+    with pytest.raises(BadInput, match=r"chains/none\.parquet: input file not found"):
         roots.input("chains/none.parquet")
 
 
@@ -175,7 +175,7 @@ def test_unreadable_files_are_bad_input_naming_the_file(roots: DataRoots, conten
 def test_truncated_file_is_bad_input(roots: DataRoots) -> None:
     path = write(roots.input_root, "t.parquet", texts_table(["x"] * 100))
     path.write_bytes(path.read_bytes()[:-30])
-    with pytest.raises(BadInput, match="^t.parquet: not a readable parquet file"):
+    with pytest.raises(BadInput, match=r"^t\.parquet: not a readable parquet file"):
         open_part("t.parquet", path, "text", None, None)
 
 
@@ -189,15 +189,15 @@ def test_corrupt_data_pages_are_bad_input(roots: DataRoots) -> None:
     raw[start : start + 64] = b"\xff" * 64  # the first page header is garbage now
     path.write_bytes(bytes(raw))
     part = open_part("c.parquet", path, "text", None, None)
-    with pytest.raises(BadInput, match="^c.parquet: corrupt parquet data"):
+    with pytest.raises(BadInput, match=r"^c\.parquet: corrupt parquet data"):
         read_chunk(part, 0, 200)
 
 
 def test_missing_columns_are_bad_input(roots: DataRoots) -> None:
     path = write(roots.input_root, "m.parquet", texts_table(["x"]))
-    with pytest.raises(BadInput, match="^m.parquet: missing column 'body'"):
+    with pytest.raises(BadInput, match=r"^m\.parquet: missing column 'body'"):
         open_part("m.parquet", path, "body", None, None)
-    with pytest.raises(BadInput, match="^m.parquet: missing column 'uid'"):
+    with pytest.raises(BadInput, match=r"^m\.parquet: missing column 'uid'"):
         open_part("m.parquet", path, "text", "uid", None)
 
 

@@ -137,8 +137,8 @@ def test_burst_worker_drains_the_queue_and_exits(rig: Rig) -> None:
     done = events(rig.bus, "job_done")
     assert sorted(e["job"] for e in done) == sorted(j.id for j in jobs)
     assert all(e["rows"] == 5 and e["counts"]["rows_total"] == 5 and e["kind"] == "python" for e in done)
-    assert [e["type"] for e in rig.bus.events][0] == "worker_started"
-    assert [e["type"] for e in rig.bus.events][-1] == "worker_stopped"
+    kinds = [e["type"] for e in rig.bus.events]
+    assert kinds[0] == "worker_started" and kinds[-1] == "worker_stopped"
     assert rig.bus.workers == {}  # deregistered on exit
 
 
