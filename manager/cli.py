@@ -53,7 +53,8 @@ def settings_from_args(args: argparse.Namespace) -> RedisSettings:
     return RedisSettings.from_url(args.redis_url, namespace=args.namespace)
 
 
-def _redacted_logs(settings: RedisSettings | None = None, token: str | None = None) -> Redactor:
+def redact_logs(settings: RedisSettings | None = None, token: str | None = None) -> Redactor:
+    """Redact secrets from every log line (filters on the root handlers)."""
     red = Redactor([*(settings.secrets() if settings else []), token or ""])
     install_log_redaction(red)
     return red
@@ -97,6 +98,7 @@ def _register_serve(sub: Any) -> None:
     p.add_argument("--rows-per-part", type=int, default=200_000)
     p.add_argument("--subreddits", type=Path, help="subreddits_list.json checkpoint")
     p.add_argument("--route", action="append", default=[], help="'<subreddit glob>=<lane>' (repeatable)")
+    p.add_argument("--route-size", action="append", default=[], help="'<bytes>=<lane>': inputs at least this big")
     p.add_argument("--run-dir", type=Path, help="default: <output>/runs/<run id>")
     p.add_argument(
         "--host", default="127.0.0.1", help="API bind address (beyond loopback needs EMBEDFLEET_DASHBOARD_TOKEN)"
@@ -142,10 +144,11 @@ def _advertise(settings: RedisSettings, api_url: str | None) -> Any:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from manager.coordinator import Coordinator
+    from manager.routing import Routes
 
     settings = settings_from_args(args)
     token = token_from_env()
-    _redacted_logs(settings, token)
+    redact_logs(settings, token)
     try:
         if not args.no_api:
             check_bind(args.host, token)
@@ -167,7 +170,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         id_column=args.id_column,
         rows_per_part=args.rows_per_part,
         subreddit_list=args.subreddits,
-        routes=args.route or None,
+        routes=Routes.parse(args.route, args.route_size),
         secrets=[token or ""],
     )
     api = None if args.no_api else co.serve_api(args.host, args.port, token)
@@ -200,7 +203,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from manager import status_view
 
     settings = settings_from_args(args) if args.redis_url else None
-    _redacted_logs(settings)
+    redact_logs(settings)
     return status_view.main(settings, args.run_dir, args.output_root, args.watch, args.json)
 
 
@@ -225,7 +228,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_action(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    _redacted_logs(settings)
+    redact_logs(settings)
     client = connect(settings, timeout_s=5.0)
     ns = settings.namespace
     try:

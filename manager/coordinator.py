@@ -112,6 +112,8 @@ class CoordinatorOptions:
     bus_timeout_s: float = 300.0
     """A Redis outage longer than this ends the run in ``error``."""
     fsync_interval_s: float = 1.0
+    throughput_bucket_s: float = 5.0
+    """Width of one point of the throughput-over-time series."""
 
 
 class Interrupted(Exception):
@@ -133,6 +135,9 @@ class _Counters:
     event_cpu_s: float = 0.0
     embed_cpu_s: float = 0.0
     trimmed: int = 0
+    up_to_date: int = 0
+    """Outputs the scan found already up to date (no job planned)."""
+    scan_errors: list[dict[str, Any]] = field(default_factory=list)
     cluster: dict[str, Any] | None = None
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -180,7 +185,7 @@ class Coordinator:
         self.journal = Journal(self.run_dir / JOURNAL_FILE, self.run_id, self.redactor, self.opts.fsync_interval_s)
         self.machine = StageMachine()
         self.usage = StageUsage()
-        self.throughput = Throughput()
+        self.throughput = Throughput(bucket_s=self.opts.throughput_bucket_s)
         self.eta = EtaEstimator()
         self.tracker = JobTracker([])
         self.counters = _Counters()
@@ -188,6 +193,8 @@ class Coordinator:
         self._cluster_now = threading.Event()
         self._cluster_fn: ClusterFn | None = None
         self._devices: dict[str, tuple[str, str]] = {}
+        self.events_seen: set[str] = set()
+        """Jobs of which a done, skipped or dead event was journaled."""
         self._last_registry = 0.0
         self._controls: dict[str, bool] | None = None
         self._started_ms = int(time.time() * 1000)
@@ -255,7 +262,7 @@ class Coordinator:
         from manager.api import ApiServer, StatusHub, create_app
 
         self.redactor.add(token)
-        hub = StatusHub(self.fleet, run=self, settings=self.settings)
+        hub = StatusHub(FleetView.from_settings(self.settings, self.redactor), run=self, settings=self.settings)
         return ApiServer(create_app(hub, token=token), host=host, port=port, token=token).start()
 
     # -- stages ----------------------------------------------------------
@@ -341,6 +348,8 @@ class Coordinator:
         self.counters.event_cpu_s += time.thread_time() - t
         if job:
             self.counters.job_events += 1
+            if etype in ("job_done", "job_skipped", "job_dead"):
+                self.events_seen.add(job)
 
     def _count_event(self, etype: str, worker: str, job: str | None, ev: dict[str, Any]) -> dict[str, int]:
         raw_rows = ev.get("rows")
@@ -414,7 +423,8 @@ class Coordinator:
                 "pending": p.pending,
                 "lost": p.lost,
                 "already_done": p.already_done,
-                "skipped": p.already_done + self.counters.skipped_by_workers,
+                "skipped": self._skipped(),
+                "scan_errors": len(self.counters.scan_errors),
                 "enqueued_new": self.counters.enqueued_new,
                 "enqueued_existing": self.counters.enqueued_existing,
             },
@@ -458,8 +468,8 @@ class Coordinator:
             enqueued_new=self.counters.enqueued_new,
             enqueued_existing=self.counters.enqueued_existing,
             done=p.done - p.already_done,
-            skipped=p.already_done + self.counters.skipped_by_workers,
-            failed=self._failures(),
+            skipped=self._skipped(),
+            failed=self.counters.scan_errors + self._failures(),
             pending=p.pending + p.lost,
             rows=self.counters.rows,
             seconds=round(time.monotonic() - self._t0, 2),
@@ -488,6 +498,12 @@ class Coordinator:
         write_atomic(self.run_dir / "summary.json", data)
         log.info("%s", self.redactor.text(summary.render()))
         return summary
+
+    def _skipped(self) -> int:
+        """Work not computed: up to date at scan, done before the run, or
+        found up to date by a worker."""
+        p = self.tracker.progress()
+        return self.counters.up_to_date + p.already_done + self.counters.skipped_by_workers
 
     def _failures(self) -> list[dict[str, Any]]:
         dead = sorted(self.tracker.dead)

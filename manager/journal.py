@@ -145,6 +145,8 @@ class Journal:
             raise ValueError(f"unknown journal level {level!r}")
         now = ts_ms if ts_ms is not None else int(time.time() * 1000)
         with self._lock:
+            if self._fd < 0:
+                raise RuntimeError(f"journal {self.path} is closed: the run has ended")
             record = {
                 "v": SCHEMA_VERSION,
                 "seq": self._head.seq + 1,

@@ -11,6 +11,7 @@ import importlib
 import json
 import logging
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bus.errors import BusUnavailable
@@ -60,14 +61,52 @@ def plan_jobs(co: Coordinator, jobs: list[Job] | None) -> list[Job]:
         data["report_file"] = "scan_report.json"
     else:
         data["report"] = report
-    co.journal.write("scan_finished", f"{len(plan.jobs)} jobs planned", counters={"jobs": len(plan.jobs)}, data=data)
+    note_scan_report(co, getattr(plan, "report", None))
+    co.journal.write(
+        "scan_finished",
+        f"{len(plan.jobs)} jobs planned, {co.counters.up_to_date} outputs up to date, "
+        f"{len(co.counters.scan_errors)} unreadable inputs",
+        counters={
+            "jobs": len(plan.jobs),
+            "up_to_date": co.counters.up_to_date,
+            "scan_errors": len(co.counters.scan_errors),
+        },
+        data=data,
+    )
     return list(plan.jobs)
+
+
+def _relative(co: Coordinator, path: str) -> str:
+    """Paths under the input root as in job messages (relative)."""
+    if co.input_root is not None:
+        try:
+            return Path(path).relative_to(co.input_root).as_posix()
+        except ValueError:
+            pass
+    return path
+
+
+def note_scan_report(co: Coordinator, report: Any) -> None:
+    """Outputs already up to date count as skipped; inputs the scan could not
+    read are failures of the run (each journaled with its reason)."""
+    totals = getattr(report, "totals", None)
+    co.counters.up_to_date = int(getattr(totals, "up_to_date", 0) or 0)
+    for issue in list(getattr(report, "errors", None) or [])[:10_000]:
+        path, problem = _relative(co, str(getattr(issue, "path", "?"))), str(getattr(issue, "problem", issue))
+        co.counters.scan_errors.append(
+            co.redactor.scrub({"job_id": None, "path": path, "reason": problem, "stage": "scanning"})
+        )
+        co.journal.write("scan_error", f"{path}: {problem}", level="error", error=problem, data={"path": path})
 
 
 def enqueue_jobs(co: Coordinator, jobs: list[Job]) -> None:
     """Put the plan on the bus (idempotent) and read where each job stands."""
     from manager.tracker import JobTracker
 
+    co.tracker = JobTracker(jobs)
+    with translated():  # what was done before this run: read before enqueuing (workers may be running)
+        co.tracker.refresh(co.client, co.transport.keys)
+    co.tracker.note_already_done()
     co.transport.ensure_lanes(sorted({j.lane for j in jobs}) or ["default"])
     try:
         scan = _scan_module()
@@ -80,10 +119,8 @@ def enqueue_jobs(co: Coordinator, jobs: list[Job]) -> None:
         new = sum(1 for j in jobs if co.transport.enqueue(j))
         existing = len(jobs) - new
     co.counters.enqueued_new, co.counters.enqueued_existing = new, existing
-    co.tracker = JobTracker(jobs)
     with translated():
         co.tracker.refresh(co.client, co.transport.keys)
-    co.tracker.note_already_done()
     p = co.tracker.progress()
     co.journal.write(
         "enqueued",
@@ -115,11 +152,14 @@ def watch(co: Coordinator) -> None:
 
             raise Interrupted()
         try:
-            if _pass(co, clock):
-                return
             if outage is not None:
+                with translated():
+                    co.client.ping()
                 _recovered(co, time.monotonic() - outage)
                 outage = None
+            if _pass(co, clock):
+                drain_events(co)
+                return
         except BusUnavailable as e:
             outage = _outage(co, e, outage)
 
@@ -163,6 +203,18 @@ def pump_events(co: Coordinator, block_ms: int) -> int:
             co.on_event(entry, fields.get(b"event") or fields.get("event"))
             n += 1
     return n
+
+
+def drain_events(co: Coordinator, grace_s: float = 1.0) -> None:
+    """Journal the events still in flight when the last job finished.
+
+    A worker marks its job done and then publishes the event, so the last
+    events may arrive just after the state says the run is over."""
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        missing = co.tracker.done.union(co.tracker.dead) - co.tracker.already_done - co.events_seen
+        if pump_events(co, 50) == 0 and not missing:
+            return
 
 
 def trim(co: Coordinator) -> int:
