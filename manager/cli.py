@@ -24,6 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
 from bus.errors import EmbedfleetError
 from bus.redis_transport import RedisTransport, connect
 from bus.settings import ENV_NAMESPACE, ENV_URL, RedisSettings
@@ -230,6 +233,7 @@ def cmd_action(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     redact_logs(settings)
     client = connect(settings, timeout_s=5.0)
+    client.set_retry(Retry(ExponentialBackoff(cap=0.5, base=0.1), 2))  # an operator wants an answer now
     ns = settings.namespace
     try:
         if args.action == "requeue-failed":

@@ -97,9 +97,13 @@ class RedactingFilter(logging.Filter):
         record.msg = self.redactor.text(message)
         record.args = None
         if record.exc_info and record.exc_info[1] is not None:
-            # Formatted tracebacks carry exception messages: redact them too.
-            record.exc_text = self.redactor.text(logging.Formatter().formatException(record.exc_info))
+            # Formatted tracebacks carry exception messages: format now, redact below.
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
             record.exc_info = None
+        if record.exc_text:
+            record.exc_text = self.redactor.text(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redactor.text(record.stack_info)
         return True
 
 
