@@ -78,7 +78,11 @@ def redis_url(a: argparse.Namespace) -> str:
         from bus.discovery import find_redis_url  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
         raise UsageError(f"no Redis URL: pass --redis-url or set {ENV_URL} (mDNS discovery is not available)") from None
-    url = find_redis_url(timeout_s=DISCOVERY_TIMEOUT_S)
+    log.info("no Redis URL given: looking for a manager advertising one by mDNS (%.0f s)", DISCOVERY_TIMEOUT_S)
+    try:
+        url = find_redis_url(timeout_s=DISCOVERY_TIMEOUT_S, namespace=a.namespace)
+    except OSError as e:
+        raise UsageError(f"no Redis URL: mDNS discovery failed ({e}); pass --redis-url or set {ENV_URL}") from None
     if not url:
         raise UsageError(f"no Redis URL: none given and no manager advertised one by mDNS within "
                          f"{DISCOVERY_TIMEOUT_S:.0f} s; pass --redis-url or set {ENV_URL}")
