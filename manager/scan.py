@@ -28,7 +28,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +165,20 @@ def resolve_checkpoint(input_root: Path, subreddit_list: CheckpointArg) -> list[
     return list(subreddit_list)
 
 
+_JOB_FIELDS = ("path", "out", "fingerprint", "model", "rows", "column", "id_column", "lane", "attempt", "id")
+_POSITIONAL = tuple(f.name for f in fields(Job)) == _JOB_FIELDS
+"""Jobs are built positionally (much faster for big plans) while ``Job``'s
+fields keep this order; by keyword otherwise."""
+
+
+def _make_job(path: str, out: str, fp: str, model: str, rows: tuple[int, int] | None, column: str,
+              id_column: str | None, lane: str, job_id: str) -> Job:
+    if _POSITIONAL:
+        return Job(path, out, fp, model, rows, column, id_column, lane, 1, job_id)
+    return Job(path=path, out=out, fingerprint=fp, model=model, rows=rows, column=column, id_column=id_column,
+               lane=lane, id=job_id)
+
+
 def to_plan(
     raw: Any,
     input_root: Path,
@@ -178,19 +192,14 @@ def to_plan(
     """A ``Plan`` from a scanner's raw result (``_core.scan`` or ``pyscan.scan``)."""
     routes = routes or Routes()
     names = [s[0] for s in raw["subreddits"]]
+    if routes.sizes:
+        lanes = [routes.lane(names[j[0]], j[6]) for j in raw["jobs"]]
+    else:
+        by_rank = [routes.lane(n, 0) for n in names]
+        lanes = [by_rank[j[0]] for j in raw["jobs"]]
     jobs = [
-        Job(
-            path=path,
-            out=out,
-            fingerprint=fp,
-            model=model,
-            rows=rows,
-            column=column,
-            id_column=id_column,
-            lane=routes.lane(names[rank], nbytes),
-            id=job_id,
-        )
-        for rank, job_id, path, out, fp, rows, nbytes in raw["jobs"]
+        _make_job(path, out, fp, model, rows, column, id_column, lane, job_id)
+        for (_, job_id, path, out, fp, rows, _), lane in zip(raw["jobs"], lanes, strict=True)
     ]
     report = ScanReport(
         subreddits={s[0]: SubredditCounts(*s) for s in raw["subreddits"]},

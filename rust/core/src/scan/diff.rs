@@ -10,9 +10,10 @@
 //! - Status: `Modified` when some output of the input was made from another
 //!   fingerprint or model (or is unreadable), else `Missing`.
 
+use std::borrow::Cow;
 use std::path::Path;
 
-use super::cache::FooterCache;
+use super::cache::DirCache;
 use super::footer::{self, Provenance, RowGroup};
 use super::split::{plan_parts, tiles};
 use super::walk::{FileStat, Stamp};
@@ -55,29 +56,24 @@ pub struct Verdict {
 pub struct DiffCtx<'a> {
     pub model: &'a str,
     pub rows_per_part: u64,
-    pub cache: &'a FooterCache,
+    pub cache: DirCache<'a>,
     pub in_dir: &'a Path,
     pub out_dir: &'a Path,
-    /// `chains/<suffix>/<subreddit>` and `embeddings/<suffix>/<subreddit>`.
-    pub in_rel: &'a str,
-    pub out_rel: &'a str,
 }
 
-impl DiffCtx<'_> {
-    fn provenance(&self, o: &OutputFile) -> Result<Provenance, String> {
-        let path = self.out_dir.join(&o.name);
-        self.cache
-            .output(&format!("{}/{}", self.out_rel, o.name), o.stamp, || {
-                footer::read_metadata(&path, o.stamp.size).and_then(|md| footer::provenance(&md))
-            })
+impl<'a> DiffCtx<'a> {
+    fn provenance(&self, o: &OutputFile) -> Result<Cow<'a, Provenance>, String> {
+        self.cache.output(&o.name, o.stamp, || {
+            let md = footer::read_metadata(&self.out_dir.join(&o.name), o.stamp.size)?;
+            footer::provenance(&md)
+        })
     }
 
-    fn layout(&self, f: &FileStat) -> Result<Vec<RowGroup>, String> {
-        let path = self.in_dir.join(&f.name);
-        self.cache
-            .input(&format!("{}/{}", self.in_rel, f.name), f.stamp, || {
-                footer::read_metadata(&path, f.stamp.size).map(|md| footer::row_groups(&md))
-            })
+    fn layout(&self, f: &FileStat) -> Result<Cow<'a, [RowGroup]>, String> {
+        self.cache.input(&f.name, f.stamp, || {
+            footer::read_metadata(&self.in_dir.join(&f.name), f.stamp.size)
+                .map(|md| footer::row_groups(&md))
+        })
     }
 }
 
@@ -88,7 +84,7 @@ pub fn diff_input(ctx: &DiffCtx<'_>, input: &FileStat, outputs: &[OutputFile]) -
     let fresh: Vec<(Option<(u64, u64)>, bool)> = outputs
         .iter()
         .map(|o| match ctx.provenance(o) {
-            Ok(p) => (o.rows, p.fingerprint == fp && p.model == ctx.model),
+            Ok(p) => (o.rows, p.fingerprint == fp && &*p.model == ctx.model),
             Err(problem) => {
                 let path = ctx.out_dir.join(&o.name);
                 issues.push(Issue::new(

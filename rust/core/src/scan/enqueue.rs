@@ -238,3 +238,169 @@ impl EnqueueCall<'_> {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+    use std::process::{Child, Command, Stdio};
+    use std::thread::sleep;
+
+    use super::*;
+
+    /// A private redis-server on a free port, killed when dropped.
+    struct Server {
+        child: Child,
+        target: RedisTarget,
+    }
+
+    impl Server {
+        fn start() -> Server {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server must be installed (make setup)");
+            let target = RedisTarget {
+                host: "127.0.0.1".into(),
+                port,
+                timeout: Duration::from_secs(5),
+                ..Default::default()
+            };
+            let server = Server { child, target };
+            for _ in 0..400 {
+                if server.target.connect().is_ok() {
+                    return server;
+                }
+                sleep(Duration::from_millis(25));
+            }
+            panic!("redis-server did not start on port {port}");
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn jobs(n: usize) -> Vec<Job> {
+        (0..n)
+            .map(|i| {
+                let path = format!("chains/s/sub/p-{i}.parquet");
+                Job::create(
+                    &path,
+                    "1-2",
+                    "m@1",
+                    None,
+                    "text",
+                    None,
+                    if i % 3 == 0 { "gpu" } else { "default" },
+                )
+                .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn enqueue_is_idempotent_and_creates_the_groups() {
+        let server = Server::start();
+        let js = jobs(250);
+        let first = enqueue(&server.target, "t", &js, false, 64).unwrap();
+        assert_eq!(
+            first,
+            EnqueueCounts {
+                new: 250,
+                existing: 0
+            }
+        );
+        let again = enqueue(&server.target, "t", &js, false, 1000).unwrap();
+        assert_eq!(
+            again,
+            EnqueueCounts {
+                new: 0,
+                existing: 250
+            }
+        );
+        let mut con = server.target.connect().unwrap();
+        let keys = Keys::new("t");
+        let (gpu, default): (u64, u64) = redis::pipe()
+            .cmd("XLEN")
+            .arg(keys.queue("gpu"))
+            .cmd("XLEN")
+            .arg(keys.queue("default"))
+            .query(&mut con)
+            .unwrap();
+        assert_eq!((gpu, default), (84, 166));
+        let groups: redis::Value = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(keys.queue("gpu"))
+            .query(&mut con)
+            .unwrap();
+        assert!(format!("{groups:?}").contains(GROUP));
+    }
+
+    #[test]
+    fn a_flushed_script_cache_is_reloaded_and_nothing_is_lost() {
+        let server = Server::start();
+        let mut con = server.target.connect().unwrap();
+        let keys = Keys::new("t");
+        ensure_groups(&mut con, &keys, ["default", "gpu"]).unwrap();
+        let call = EnqueueCall {
+            sha: redis::Script::new(ENQUEUE).get_hash().to_string(),
+            state: keys.state(),
+            stats: keys.stats(),
+            lanes: keys.lanes(),
+            queues: [
+                ("default", keys.queue("default")),
+                ("gpu", keys.queue("gpu")),
+            ]
+            .into(),
+            redo: "",
+        };
+        let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut con).unwrap();
+        let mut counts = EnqueueCounts::default();
+        call.run_batch(&mut con, &jobs(10), &mut counts).unwrap();
+        assert_eq!(
+            counts,
+            EnqueueCounts {
+                new: 10,
+                existing: 0
+            }
+        );
+    }
+
+    #[test]
+    fn an_unreachable_redis_is_unavailable_and_the_password_stays_hidden() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let target = RedisTarget {
+            host: "127.0.0.1".into(),
+            port,
+            password: Some("hunter2-secret".into()),
+            timeout: Duration::from_secs(2),
+            ..Default::default()
+        };
+        let err = enqueue(&target, "t", &jobs(1), false, 10).unwrap_err();
+        assert!(matches!(err, BusError::Unavailable(_)), "{err:?}");
+        assert!(!err.to_string().contains("hunter2"));
+        assert!(!format!("{target:?}").contains("hunter2"));
+    }
+}

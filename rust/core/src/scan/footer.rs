@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
@@ -29,7 +30,8 @@ pub struct RowGroup {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Provenance {
     pub fingerprint: String,
-    pub model: String,
+    /// Shared: a tree holds few distinct models and many outputs.
+    pub model: Arc<str>,
 }
 
 /// Read and decode the footer of the Parquet file at `path` of `size` bytes.
@@ -94,7 +96,10 @@ pub fn provenance(md: &ParquetMetaData) -> Result<Provenance, String> {
         .and_then(|e| e.value.clone())
     };
     match (get("input_fingerprint"), get("model_id")) {
-        (Some(fingerprint), Some(model)) => Ok(Provenance { fingerprint, model }),
+        (Some(fingerprint), Some(model)) => Ok(Provenance {
+            fingerprint,
+            model: Arc::from(model),
+        }),
         _ => Err("output carries no embedfleet provenance metadata".into()),
     }
 }

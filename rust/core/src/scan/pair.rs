@@ -2,7 +2,6 @@
 //! output to its input, diff each input (in parallel), and turn what it
 //! needs into jobs.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use rayon::prelude::*;
@@ -35,34 +34,48 @@ pub struct PairCtx<'a> {
     pub cache: &'a FooterCache,
 }
 
-/// Outputs grouped by the input they belong to, and the orphans.
-fn match_outputs(
-    inputs: &Listing,
-    outputs: Listing,
-) -> (HashMap<String, Vec<OutputFile>>, Vec<String>) {
-    let mut by_input: HashMap<String, Vec<OutputFile>> = HashMap::new();
+/// Outputs grouped by the index of the input they belong to (sorted by it),
+/// and the orphans.
+fn match_outputs(inputs: &Listing, outputs: Listing) -> (Vec<(usize, OutputFile)>, Vec<String>) {
+    let mut owned = Vec::with_capacity(outputs.files.len());
     let mut orphans = Vec::new();
     for f in outputs.files {
         // An input named exactly like the output wins over a part reading.
-        let owner = if inputs.present.contains(&f.name) {
-            Some((f.name.clone(), None))
-        } else {
-            parse_part(&f.name)
-                .filter(|(i, _)| inputs.present.contains(i))
-                .map(|(i, r)| (i, Some(r)))
+        let owner = match inputs.find(&f.name) {
+            Some(i) => Some((Some(i), None)),
+            None if inputs.contains(&f.name) => Some((None, None)),
+            None => parse_part(&f.name)
+                .filter(|(input, _)| inputs.contains(input))
+                .map(|(input, rows)| (inputs.find(&input), Some(rows))),
         };
         match owner {
-            Some((input, rows)) => by_input.entry(input).or_default().push(OutputFile {
-                name: f.name,
-                stamp: f.stamp,
-                rows,
-            }),
+            Some((Some(i), rows)) => owned.push((
+                i,
+                OutputFile {
+                    name: f.name,
+                    stamp: f.stamp,
+                    rows,
+                },
+            )),
+            // The input exists but is unreadable: it is reported, its outputs kept.
+            Some((None, _)) => {}
             // With the input directory unreadable nothing is known: no orphan.
             None if !inputs.unreadable => orphans.push(f.name),
             None => {}
         }
     }
-    (by_input, orphans)
+    owned.sort_by_key(|(i, _)| *i);
+    (owned, orphans)
+}
+
+/// The outputs of input `i` from [`match_outputs`]'s sorted list.
+fn outputs_of(owned: &[(usize, OutputFile)], i: usize) -> Vec<OutputFile> {
+    let start = owned.partition_point(|(j, _)| *j < i);
+    owned[start..]
+        .iter()
+        .take_while(|(j, _)| *j == i)
+        .map(|(_, o)| o.clone())
+        .collect()
 }
 
 pub fn scan_pair(ctx: &PairCtx<'_>, pair: &DirPair) -> PairResult {
@@ -77,7 +90,8 @@ pub fn scan_pair(ctx: &PairCtx<'_>, pair: &DirPair) -> PairResult {
     };
     res.issues.extend(inputs.issues.iter().cloned());
     res.issues.extend(outputs.issues.iter().cloned());
-    let (by_input, orphans) = match_outputs(&inputs, outputs);
+    let (owned, orphans) = match_outputs(&inputs, outputs);
+    let dir_key = format!("{}/{}", pair.suffix, pair.subreddit);
     res.orphans = orphans
         .into_iter()
         .map(|n| format!("{out_rel}/{n}"))
@@ -85,17 +99,15 @@ pub fn scan_pair(ctx: &PairCtx<'_>, pair: &DirPair) -> PairResult {
     let dctx = DiffCtx {
         model: ctx.model,
         rows_per_part: ctx.rows_per_part,
-        cache: ctx.cache,
+        cache: ctx.cache.dir(&dir_key),
         in_dir: &in_dir,
         out_dir: &out_dir,
-        in_rel: &in_rel,
-        out_rel: &out_rel,
     };
-    let none: Vec<OutputFile> = Vec::new();
     let verdicts: Vec<Verdict> = inputs
         .files
         .par_iter()
-        .map(|f| diff_input(&dctx, f, by_input.get(&f.name).unwrap_or(&none)))
+        .enumerate()
+        .map(|(i, f)| diff_input(&dctx, f, &outputs_of(&owned, i)))
         .collect();
     for (f, v) in inputs.files.iter().zip(verdicts) {
         res.counts.files += 1;

@@ -3,7 +3,6 @@
 //! fingerprint and the footer cache need. Problems are collected as
 //! [`Issue`]s with their path; the walk goes on.
 
-use std::collections::HashSet;
 use std::fs::{self, DirEntry, Metadata};
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -55,9 +54,9 @@ pub struct FileStat {
 pub struct Listing {
     /// Readable regular files (symlinks followed), sorted by name.
     pub files: Vec<FileStat>,
-    /// Every `.parquet` name present, readable or not: an output whose input
-    /// is merely unreadable is not an orphan.
-    pub present: HashSet<String>,
+    /// `.parquet` names present but unreadable, sorted: an output whose
+    /// input is merely unreadable is not an orphan.
+    pub broken: Vec<String>,
     /// The directory exists and could be read.
     pub exists: bool,
     /// The directory exists but could not be listed: nothing about its
@@ -70,6 +69,24 @@ fn describe(e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::PermissionDenied => "permission denied".into(),
         _ => e.to_string(),
+    }
+}
+
+impl Listing {
+    /// Index in `files` of the readable file `name`.
+    pub fn find(&self, name: &str) -> Option<usize> {
+        self.files
+            .binary_search_by(|f| f.name.as_str().cmp(name))
+            .ok()
+    }
+
+    /// Whether a `.parquet` entry `name` exists, readable or not.
+    pub fn contains(&self, name: &str) -> bool {
+        self.find(name).is_some()
+            || self
+                .broken
+                .binary_search_by(|b| b.as_str().cmp(name))
+                .is_ok()
     }
 }
 
@@ -168,7 +185,6 @@ pub fn parquet_files(dir: &Path) -> Listing {
                     continue;
                 };
                 if name.ends_with(PARQUET_EXT) && !name.starts_with('.') {
-                    out.present.insert(name.clone());
                     entries.push((name, entry));
                 }
             }
@@ -178,7 +194,8 @@ pub fn parquet_files(dir: &Path) -> Listing {
             )),
         }
     }
-    let stats: Vec<Result<FileStat, Issue>> = if entries.len() >= PARALLEL_STAT_MIN {
+    type Stat = Result<FileStat, (String, Issue)>;
+    let stats: Vec<Stat> = if entries.len() >= PARALLEL_STAT_MIN {
         entries
             .into_par_iter()
             .map(|(n, e)| stat_entry(n, &e))
@@ -192,36 +209,42 @@ pub fn parquet_files(dir: &Path) -> Listing {
     for s in stats {
         match s {
             Ok(f) => out.files.push(f),
-            Err(issue) => out.issues.push(issue),
+            Err((name, issue)) => {
+                out.broken.push(name);
+                out.issues.push(issue);
+            }
         }
     }
     out.files.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    out.broken.sort_unstable();
     out
 }
 
 /// Stat one entry (through the directory handle; symlinks are followed).
-fn stat_entry(name: String, entry: &DirEntry) -> Result<FileStat, Issue> {
+/// On failure, the name and the issue.
+fn stat_entry(name: String, entry: &DirEntry) -> Result<FileStat, (String, Issue)> {
+    match stat_file(entry) {
+        Ok(stamp) => Ok(FileStat { name, stamp }),
+        Err(problem) => Err((name, Issue::new(&entry.path(), problem))),
+    }
+}
+
+fn stat_file(entry: &DirEntry) -> Result<Stamp, String> {
     let kind = entry
         .file_type()
-        .map_err(|e| Issue::new(&entry.path(), format!("cannot stat: {}", describe(&e))))?;
+        .map_err(|e| format!("cannot stat: {}", describe(&e)))?;
     let md = if kind.is_symlink() {
-        fs::metadata(entry.path()).map_err(|e| Issue::new(&entry.path(), link_problem(&e)))?
+        fs::metadata(entry.path()).map_err(|e| link_problem(&e))?
     } else {
         entry
             .metadata()
-            .map_err(|e| Issue::new(&entry.path(), format!("cannot stat: {}", describe(&e))))?
+            .map_err(|e| format!("cannot stat: {}", describe(&e)))?
     };
     if md.is_dir() {
-        return Err(Issue::new(
-            &entry.path(),
-            "is a directory, not a parquet file".into(),
-        ));
+        return Err("is a directory, not a parquet file".into());
     }
     if !md.is_file() {
-        return Err(Issue::new(&entry.path(), "not a regular file".into()));
+        return Err("not a regular file".into());
     }
-    Ok(FileStat {
-        name,
-        stamp: Stamp::of(&md),
-    })
+    Ok(Stamp::of(&md))
 }
