@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import tarfile
@@ -61,7 +60,9 @@ def engine_answers() -> bool:
 
 
 COMPOSE = compose_command()
-needs_compose = pytest.mark.skipif(COMPOSE is None, reason="no Docker Compose tool here (docker compose / docker-compose)")
+needs_compose = pytest.mark.skipif(
+    COMPOSE is None, reason="no Docker Compose tool here (docker compose / docker-compose)"
+)
 
 
 def config_of(env: dict[str, str], *extra: str) -> dict[str, Any]:
@@ -285,12 +286,18 @@ def cluster(images: None, tmp_path: Path, secrets_dir: Path) -> Iterator[Cluster
     finally:
         logs = subprocess.run(
             [*(COMPOSE or []), "-p", c.project, "-f", str(COMPOSE_FILE), "logs", "--no-color"],
-            env=c.env, capture_output=True, timeout=120, check=False,
+            env=c.env,
+            capture_output=True,
+            timeout=120,
+            check=False,
         )
         (tmp_path / "compose.log").write_bytes(logs.stdout)
         subprocess.run(
             [*(COMPOSE or []), "-p", c.project, "-f", str(COMPOSE_FILE), "down", "-v", "-t", "10"],
-            env=c.env, capture_output=True, timeout=300, check=False,
+            env=c.env,
+            capture_output=True,
+            timeout=300,
+            check=False,
         )
 
 
@@ -336,9 +343,22 @@ def busy_worker_container(c: Cluster) -> str | None:
 def copy_volume(c: Cluster, dest: Path) -> None:
     """The data volume's contents, read with the stack stopped."""
     proc = subprocess.run(
-        ["docker", "run", "--rm", "-v", f"{c.volume('data')}:/data:ro", "embedfleet/base:bookworm",
-         "tar", "-C", "/data", "-c", "."],
-        capture_output=True, timeout=300, check=False,
+        [
+            "docker",
+            "run",
+            "--rm",
+            "-v",
+            f"{c.volume('data')}:/data:ro",
+            "embedfleet/base:bookworm",
+            "tar",
+            "-C",
+            "/data",
+            "-c",
+            ".",
+        ],
+        capture_output=True,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     dest.mkdir(parents=True)
@@ -349,11 +369,7 @@ def copy_volume(c: Cluster, dest: Path) -> None:
 def check_outputs(data: Path, corpus_root: Path, inputs: list[str]) -> None:
     """Every input has exactly one complete output, and nothing else is there."""
     expected = {output_path(p, None) for p in inputs}
-    found = {
-        str(p.relative_to(data))
-        for p in (data / "embeddings").rglob("*.parquet")
-        if not p.name.startswith(".")
-    }
+    found = {str(p.relative_to(data)) for p in (data / "embeddings").rglob("*.parquet") if not p.name.startswith(".")}
     assert found == expected
     for rel in inputs:
         src = pq.read_table(corpus_root / rel)

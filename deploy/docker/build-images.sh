@@ -161,7 +161,6 @@ build_base() {
 build_python() {
   local dir=$CTX/python
   mkdir -p "$dir"
-  sync deploy/docker/entrypoint.sh "$dir/entrypoint.sh"
   docker_build python "$dir" --build-arg "BASE_IMAGE=$BASE_IMAGE"
 }
 
@@ -199,6 +198,7 @@ build_python_app() {
   fi
   build_wheel
   rm -rf "$dir/wheel"; cp -a "$STAGED_WHEEL" "$dir/wheel"
+  sync deploy/docker/entrypoint.sh "$dir/entrypoint.sh"
   serve_wheelhouse
   docker_build "$image" "$dir" --build-arg "PYTHON_IMAGE=embedfleet/python:$TAG" --build-arg "WHEELS_URL=$WHEELS_URL"
 }

@@ -18,6 +18,8 @@ COPY wheel/ /tmp/wheel/
 RUN pip install --no-index --no-deps /tmp/wheel/*.whl && rm -rf /tmp/wheel \
     && python -c 'import manager._core, manager.cli, bus.redis_transport, models.source as m; print(m.model_id())'
 
+COPY entrypoint.sh /usr/local/bin/embedfleet-entrypoint
+ENTRYPOINT ["/usr/local/bin/embedfleet-entrypoint"]
 USER embedfleet
 WORKDIR /var/lib/embedfleet
 EXPOSE 8377

@@ -1,6 +1,7 @@
 # embedfleet/python: the base plus a Python 3.11 virtualenv, the unprivileged
 # `embedfleet` user (uid 10001) and /data. The manager and Python worker
-# images build FROM it, so Python is installed once.
+# images build FROM it, so Python is installed once. Nothing of the
+# project is in it, so it is rebuilt only when the base changes.
 #
 # BASE_IMAGE: embedfleet/base:bookworm (made by build-base.sh, no registry
 # needed), or an official debian:bookworm-slim / python:3.11-slim where a
@@ -28,6 +29,3 @@ ENV PATH=/opt/embedfleet/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HF_HUB_OFFLINE=1 \
     EMBEDFLEET_DATA_ROOT=/data
-
-COPY entrypoint.sh /usr/local/bin/embedfleet-entrypoint
-ENTRYPOINT ["/usr/local/bin/embedfleet-entrypoint"]

@@ -18,6 +18,8 @@ COPY wheel/ /tmp/wheel/
 RUN pip install --no-index --no-deps /tmp/wheel/*.whl && rm -rf /tmp/wheel \
     && python -c 'import workers.mps, models.source; models.source.default_model_dir()'
 
+COPY entrypoint.sh /usr/local/bin/embedfleet-entrypoint
+ENTRYPOINT ["/usr/local/bin/embedfleet-entrypoint"]
 USER embedfleet
 WORKDIR /var/lib/embedfleet
 STOPSIGNAL SIGTERM
