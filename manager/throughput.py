@@ -46,17 +46,20 @@ class Throughput:
             self._totals["classes"][klass] += rows
 
     def rates(self, window_s: float = 30.0, now_s: float | None = None) -> dict[str, dict[str, float]]:
-        """Rows per second over the last ``window_s``, per worker and class."""
+        """Rows per second over the last ``window_s`` (or since the first
+        rows, when that is more recent), per worker and class."""
         now = now_s if now_s is not None else time.time()
         first = int((now - window_s) // self.bucket_s)
         out: dict[str, dict[str, float]] = {"workers": defaultdict(float), "classes": defaultdict(float)}
         with self._lock:
-            for b, bucket in self._buckets.items():
-                if b < first:
-                    continue
+            recent = [(b, bucket) for b, bucket in self._buckets.items() if b >= first]
+            if not recent:
+                return {"workers": {}, "classes": {}}
+            span = max(self.bucket_s, min(window_s, now - recent[0][0] * self.bucket_s))
+            for _, bucket in recent:
                 for group in ("workers", "classes"):
                     for name, rows in bucket[group].items():
-                        out[group][name] += rows / window_s
+                        out[group][name] += rows / span
         return {g: {k: round(v, 2) for k, v in d.items()} for g, d in out.items()}
 
     def series(self, now_s: float | None = None, points: int = 120) -> dict[str, Any]:

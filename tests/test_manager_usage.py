@@ -63,8 +63,11 @@ def test_throughput_buckets_per_worker_and_class() -> None:
     assert s["t"] == [995.0, 1000.0, 1005.0]
     assert s["workers"]["a"] == [0.0, 20.0, 0.0] and s["classes"]["python/mps"] == [0.0, 30.0, 0.0]
     assert s["classes"]["rust/cpu"] == [0.0, 0.0, 6.0]
-    rates = t.rates(window_s=10.0, now_s=1009.0)
-    assert rates["classes"] == {"python/mps": 15.0, "rust/cpu": 3.0}
+    # over the 9 s since the first rows (a young run is not diluted by an empty window)...
+    assert t.rates(window_s=30.0, now_s=1009.0)["classes"] == {"python/mps": 16.67, "rust/cpu": 3.33}
+    # ...and over the window once the rows are older than it
+    assert t.rates(window_s=5.0, now_s=1014.0)["classes"] == {"rust/cpu": 6.0}
+    assert t.rates(window_s=5.0, now_s=2000.0) == {"workers": {}, "classes": {}}
     assert s["totals"]["classes"] == {"python/mps": 150, "rust/cpu": 30}
 
 

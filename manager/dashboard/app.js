@@ -111,7 +111,22 @@ function renderFailed(failed, total) {
 }
 
 // A small line chart: one line per series, y from 0 to the max, x = time.
-function drawChart(canvasId, legendId, t, series) {
+// Leading buckets where nothing ran yet are cut, keeping at least `keep`.
+function trimLeading(t, series, keep) {
+  if (!t || !t.length) return [t || [], series || {}];
+  let first = t.length;
+  for (const values of Object.values(series || {})) {
+    const i = values.findIndex((v) => v > 0);
+    if (i >= 0) first = Math.min(first, i);
+  }
+  const start = Math.max(0, Math.min(first - 1, t.length - keep));
+  const cut = {};
+  for (const [name, values] of Object.entries(series || {})) cut[name] = values.slice(start);
+  return [t.slice(start), cut];
+}
+
+function drawChart(canvasId, legendId, fullT, fullSeries) {
+  const [t, series] = trimLeading(fullT, fullSeries, 12);
   const canvas = $(canvasId);
   const ratio = window.devicePixelRatio || 1;
   const width = canvas.clientWidth, height = canvas.clientHeight || 220;
