@@ -132,17 +132,31 @@ def _cluster_command(template: str) -> Any:
     return run
 
 
-def _advertise(settings: RedisSettings, api_url: str | None) -> Any:
-    from bus.discovery import advertise, url_without_password
+class BackgroundAdvert:
+    """Announces the bus over mDNS from a thread: registering probes the
+    network for a second or two, and the run need not wait for it."""
 
-    if settings.unix_socket:
-        log.info("not advertising: Redis is on a unix socket")
-        return None
-    try:
-        return advertise(url_without_password(settings), settings.port, namespace=settings.namespace, api_url=api_url)
-    except (OSError, RuntimeError) as e:
-        log.warning("mDNS advertisement failed (%s); workers need EMBEDFLEET_REDIS_URL", e)
-        return None
+    def __init__(self, settings: RedisSettings, api_url: str | None) -> None:
+        self._adv: Any = None
+        self._thread = threading.Thread(target=self._start, args=(settings, api_url), daemon=True)
+        self._thread.start()
+
+    def _start(self, settings: RedisSettings, api_url: str | None) -> None:
+        from bus.discovery import advertise, url_without_password
+
+        if settings.unix_socket:
+            log.info("not advertising: Redis is on a unix socket")
+            return
+        try:
+            url = url_without_password(settings)  # never a password over mDNS
+            self._adv = advertise(url, settings.port, namespace=settings.namespace, api_url=api_url)
+        except (OSError, RuntimeError, ValueError) as e:
+            log.warning("mDNS advertisement failed (%s); workers need EMBEDFLEET_REDIS_URL", e)
+
+    def close(self) -> None:
+        self._thread.join(15)
+        if self._adv is not None:
+            self._adv.close()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -177,7 +191,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         secrets=[token or ""],
     )
     api = None if args.no_api else co.serve_api(args.host, args.port, token)
-    adv = None if args.no_advertise else _advertise(settings, api.url if api else None)
+    adv = None if args.no_advertise else BackgroundAdvert(settings, api.url if api else None)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: co.stop())
     try:
