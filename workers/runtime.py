@@ -222,7 +222,11 @@ class Worker:
         controls = self._controls
         if not self.cfg.prefetch or self.stop.is_set() or controls.paused or controls.drain:
             return
-        d = self._claim(0)
+        try:  # one try: with Redis away, run the current job rather than wait for a next one
+            d = self.t.claim(self.cfg.worker_id, self.cfg.lanes, 0)
+        except (BusUnavailable, ProtocolError) as e:
+            log.info("no prefetch: %s", e)
+            return
         if d is not None:
             self.lease.hold(d)
             self._next = self.handler.prepare(d)
