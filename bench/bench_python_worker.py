@@ -115,8 +115,11 @@ def redis_server(workdir: Path) -> Iterator[str | None]:
     import redis
 
     port = _free_port()
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir), "--save", "",
-                             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         client = redis.Redis(port=port)
         for _ in range(200):
@@ -159,8 +162,9 @@ class Runner:
         bus, backlog = make_bus(self.url, f"bench{self.runs}")
         roots = DataRoots.create(data, out)
         prov = Provenance(f"bench-{self.runs}", "python", emb.device, emb.precision, "bench")
-        cfg = WorkerConfig(worker_id=f"bench-{self.runs}", burst=True, handle_signals=False, block_ms=50,
-                           device=emb.device)
+        cfg = WorkerConfig(
+            worker_id=f"bench-{self.runs}", burst=True, handle_signals=False, block_ms=50, device=emb.device
+        )
         w = Worker(bus, EmbedPipeline(roots, emb, prov), cfg, backlog=backlog)
         t0 = time.perf_counter()
         enqueue_all(bus, jobs_for(data, files, emb.model_id, id_column="id"))
@@ -205,8 +209,22 @@ def peak_rss_of_cli(url: str | None, data: Path, files: list[Path], model_id: st
         return float("nan"), float("nan")
     bus, _ = make_bus(url, "benchcli")
     enqueue_all(bus, jobs_for(data, files, model_id, id_column="id"))
-    cmd = [sys.executable, "-m", "workers.mps", "--redis-url", url, "--namespace", "benchcli", "--input-root",
-           str(data), "--output-root", str(out), "--burst", "--log-level", "WARNING"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "workers.mps",
+        "--redis-url",
+        url,
+        "--namespace",
+        "benchcli",
+        "--input-root",
+        str(data),
+        "--output-root",
+        str(out),
+        "--burst",
+        "--log-level",
+        "WARNING",
+    ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, check=True)
@@ -224,8 +242,13 @@ def run(smoke: bool) -> dict[str, Any]:
 
 def measure(spec: Spec, work: Path, url: str | None, smoke: bool) -> dict[str, Any]:
     dup_root, uniq_root = work / "sample", work / "unique"
-    dup_files = generate_corpus(dup_root, subreddits=spec.subreddits, files_per_subreddit=spec.files_per_subreddit,
-                                rows_per_file=spec.rows_per_file, seed=1)
+    dup_files = generate_corpus(
+        dup_root,
+        subreddits=spec.subreddits,
+        files_per_subreddit=spec.files_per_subreddit,
+        rows_per_file=spec.rows_per_file,
+        seed=1,
+    )
     dup_texts = texts_of(dup_files)
     uniq_files = unique_corpus(uniq_root, dup_texts, len(dup_files))
     uniq_texts = texts_of(uniq_files)
@@ -237,8 +260,9 @@ def measure(spec: Spec, work: Path, url: str | None, smoke: bool) -> dict[str, A
     fp32.model.encode(uniq_texts[:64])
     cos_fp32 = equality(fp32, uniq_texts[:200])
 
-    plain = compare(spec.repeats, lambda: runner.worker(fp32, uniq_root, uniq_files),
-                    lambda: runner.bare(fp32, uniq_texts))
+    plain = compare(
+        spec.repeats, lambda: runner.worker(fp32, uniq_root, uniq_files), lambda: runner.bare(fp32, uniq_texts)
+    )
     dup = compare(spec.repeats, lambda: runner.worker(fp32, dup_root, dup_files), lambda: runner.bare(fp32, dup_texts))
 
     bf16_row: list[list[Any]] = []
@@ -249,18 +273,32 @@ def measure(spec: Spec, work: Path, url: str | None, smoke: bool) -> dict[str, A
     elif cpu_has_fast_bf16():
         auto = SentenceTransformerEmbedder(device="cpu", precision="auto")
         auto.encode(uniq_texts[:64])
-        bf16 = compare(spec.repeats, lambda: runner.worker(auto, uniq_root, uniq_files),
-                       lambda: runner.bare(fp32, uniq_texts))
-        bf16_row = [[f"worker {auto.precision} vs bare fp32, no duplicates", len(uniq_texts),
-                     spread([len(uniq_texts) / s for s in bf16["bare_s"]], "{:.0f}"),
-                     spread([len(uniq_texts) / s for s in bf16["worker_s"]], "{:.0f}"), spread(bf16["ratio"])]]
+        bf16 = compare(
+            spec.repeats, lambda: runner.worker(auto, uniq_root, uniq_files), lambda: runner.bare(fp32, uniq_texts)
+        )
+        bf16_row = [
+            [
+                f"worker {auto.precision} vs bare fp32, no duplicates",
+                len(uniq_texts),
+                spread([len(uniq_texts) / s for s in bf16["bare_s"]], "{:.0f}"),
+                spread([len(uniq_texts) / s for s in bf16["worker_s"]], "{:.0f}"),
+                spread(bf16["ratio"]),
+            ]
+        ]
         ratio = float(np.median(bf16["ratio"]))
         plan += [
-            {"test": "bf16 chosen automatically on this CPU, quality gate", "expected": "bf16, min cosine >= 0.9999",
-             "measured": f"{auto.precision}, {auto.precision_cosine:.6f}",
-             "status": "pass" if auto.precision == "bf16" and auto.precision_cosine >= 0.9999 else "fail"},
-            {"test": "Python worker bf16 throughput vs bare encode fp32", "expected": ">= 1.4x",
-             "measured": f"{ratio:.2f}x", "status": "pass" if ratio >= 1.4 else "fail"},
+            {
+                "test": "bf16 chosen automatically on this CPU, quality gate",
+                "expected": "bf16, min cosine >= 0.9999",
+                "measured": f"{auto.precision}, {auto.precision_cosine:.6f}",
+                "status": "pass" if auto.precision == "bf16" and auto.precision_cosine >= 0.9999 else "fail",
+            },
+            {
+                "test": "Python worker bf16 throughput vs bare encode fp32",
+                "expected": ">= 1.4x",
+                "measured": f"{ratio:.2f}x",
+                "status": "pass" if ratio >= 1.4 else "fail",
+            },
         ]
     else:
         notes.append("This CPU has neither AVX512-BF16 nor AMX: the bf16 comparison was not run.")
@@ -271,25 +309,50 @@ def measure(spec: Spec, work: Path, url: str | None, smoke: bool) -> dict[str, A
         rss_mib, cli_s = peak_rss_of_cli(url, dup_root, dup_files, fp32.model_id, work / "cli-out")
     r_plain, r_dup = float(np.median(plain["ratio"])), float(np.median(dup["ratio"]))
     rows = [
-        ["worker fp32 vs bare fp32, no duplicates", len(uniq_texts),
-         spread([len(uniq_texts) / s for s in plain["bare_s"]], "{:.0f}"),
-         spread([len(uniq_texts) / s for s in plain["worker_s"]], "{:.0f}"), spread(plain["ratio"])],
+        [
+            "worker fp32 vs bare fp32, no duplicates",
+            len(uniq_texts),
+            spread([len(uniq_texts) / s for s in plain["bare_s"]], "{:.0f}"),
+            spread([len(uniq_texts) / s for s in plain["worker_s"]], "{:.0f}"),
+            spread(plain["ratio"]),
+        ],
         *bf16_row,
-        [f"worker fp32 vs bare fp32, sample corpus (dedup ratio {dedup_ratio:.2f})", len(dup_texts),
-         spread([len(dup_texts) / s for s in dup["bare_s"]], "{:.0f}"),
-         spread([len(dup_texts) / s for s in dup["worker_s"]], "{:.0f}"), spread(dup["ratio"])],
+        [
+            f"worker fp32 vs bare fp32, sample corpus (dedup ratio {dedup_ratio:.2f})",
+            len(dup_texts),
+            spread([len(dup_texts) / s for s in dup["bare_s"]], "{:.0f}"),
+            spread([len(dup_texts) / s for s in dup["worker_s"]], "{:.0f}"),
+            spread(dup["ratio"]),
+        ],
     ]
     plan = [
-        {"test": "Python worker fp32 throughput vs bare SentenceTransformer.encode", "expected": ">= 0.95x",
-         "measured": f"{r_plain:.2f}x", "status": "pass" if r_plain >= 0.95 else "fail"},
+        {
+            "test": "Python worker fp32 throughput vs bare SentenceTransformer.encode",
+            "expected": ">= 0.95x",
+            "measured": f"{r_plain:.2f}x",
+            "status": "pass" if r_plain >= 0.95 else "fail",
+        },
         *plan,
-        {"test": "Python worker with duplicates vs bare encode", "expected": f">= 0.95 x dedup ratio {dedup_ratio:.2f}",
-         "measured": f"{r_dup:.2f}x", "status": "pass" if r_dup >= 0.95 * dedup_ratio else "fail"},
-        {"test": "Python worker embeddings equal sentence-transformers (fp32)", "expected": "min cosine >= 0.9999",
-         "measured": f"{cos_fp32:.6f}", "status": "pass" if cos_fp32 >= 0.9999 else "fail"},
-        {"test": "Python worker peak RSS (" + ("benchmark process" if smoke else "own process, model included") + ")",
-         "expected": "reported",
-         "measured": f"{rss_mib:.0f} MiB", "status": "pass"},
+        {
+            "test": "Python worker with duplicates vs bare encode",
+            "expected": f">= 0.95 x dedup ratio {dedup_ratio:.2f}",
+            "measured": f"{r_dup:.2f}x",
+            "status": "pass" if r_dup >= 0.95 * dedup_ratio else "fail",
+        },
+        {
+            "test": "Python worker embeddings equal sentence-transformers (fp32)",
+            "expected": "min cosine >= 0.9999",
+            "measured": f"{cos_fp32:.6f}",
+            "status": "pass" if cos_fp32 >= 0.9999 else "fail",
+        },
+        {
+            "test": "Python worker peak RSS ("
+            + ("benchmark process" if smoke else "own process, model included")
+            + ")",
+            "expected": "reported",
+            "measured": f"{rss_mib:.0f} MiB",
+            "status": "pass",
+        },
     ]
     notes.append(
         f"Rows/s are non-null rows per second of wall time: for the worker, from enqueueing the jobs to the burst "
@@ -297,15 +360,23 @@ def measure(spec: Spec, work: Path, url: str | None, smoke: bool) -> dict[str, A
         f"{'a private redis-server' if url else 'the in-memory bus'}); for the baseline, one "
         f"`encode(texts, batch_size=32, normalize_embeddings=True)` call. Same model object, same texts, "
         f"{spec.repeats} alternating pair(s)."
-        + ("" if smoke else f" The `python -m workers.mps --burst` run on the sample corpus took {cli_s:.1f} s "
-           "including the model load; its peak RSS is in the plan.")
+        + (
+            ""
+            if smoke
+            else f" The `python -m workers.mps --burst` run on the sample corpus took {cli_s:.1f} s "
+            "including the model load; its peak RSS is in the plan."
+        )
         + (" Smoke sizes: the ratios are not meaningful." if smoke else "")
     )
     return {
         "title": "Python worker (python -m workers.mps)",
-        "tables": [{"caption": "Throughput, rows/s (median, min–max)",
-                    "columns": ["comparison", "rows", "bare encode rows/s", "worker rows/s", "ratio"],
-                    "rows": rows}],
+        "tables": [
+            {
+                "caption": "Throughput, rows/s (median, min–max)",
+                "columns": ["comparison", "rows", "bare encode rows/s", "worker rows/s", "ratio"],
+                "rows": rows,
+            }
+        ],
         "plan": plan,
         "notes": " ".join(notes),
     }

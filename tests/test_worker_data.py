@@ -43,8 +43,14 @@ def texts_table(texts: list[str | None], ids: bool = True) -> pa.Table:
     return pa.table(cols)
 
 
-def job_for(root: Path, rel: str, rows: tuple[int, int] | None = None, id_column: str | None = "id",
-            model: str = MODEL, column: str = "text") -> Job:
+def job_for(
+    root: Path,
+    rel: str,
+    rows: tuple[int, int] | None = None,
+    id_column: str | None = "id",
+    model: str = MODEL,
+    column: str = "text",
+) -> Job:
     path = root / rel
     fp = fingerprint(path) if path.exists() else "0-0"
     return Job.create(rel, fp, model, rows=rows, id_column=id_column, column=column)
@@ -251,8 +257,15 @@ def test_pipeline_writes_the_output_format(pipe: EmbedPipeline, roots: DataRoots
     assert meta["embedfleet.worker_kind"] == "python" and meta["embedfleet.normalized"] == "true"
     assert meta["embedfleet.format_version"] == "1"
     counts = {k.removeprefix("embedfleet."): int(v) for k, v in meta.items() if k.startswith("embedfleet.rows_")}
-    assert counts == {"rows_total": 10, "rows_embedded": 8, "rows_null": 2, "rows_empty": 2,
-                      "rows_invalid_utf8": 0, "rows_truncated": 0, "rows_deduplicated": 2}
+    assert counts == {
+        "rows_total": 10,
+        "rows_embedded": 8,
+        "rows_null": 2,
+        "rows_empty": 2,
+        "rows_invalid_utf8": 0,
+        "rows_truncated": 0,
+        "rows_deduplicated": 2,
+    }
     assert result.counts.as_dict() == counts and result.rows == 8 and not result.skipped
     assert pl.read_parquet(out).height == 8  # polars reads it as-is
     assert [p.name for p in out.parent.iterdir()] == ["f.parquet"]  # no temporary left

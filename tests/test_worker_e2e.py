@@ -39,8 +39,22 @@ def wait_for(cond: Callable[[], bool], timeout: float = WAIT_S, what: str = "con
 
 
 def start_worker(url: str, data: Path, *extra: str, log: Path | None = None) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "workers.mps", "--redis-url", url, "--namespace", NS, "--data-root", str(data),
-           "--embedder", "hash", "--log-level", "INFO", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "workers.mps",
+        "--redis-url",
+        url,
+        "--namespace",
+        NS,
+        "--data-root",
+        str(data),
+        "--embedder",
+        "hash",
+        "--log-level",
+        "INFO",
+        *extra,
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("EMBEDFLEET_REDIS_URL", None)
     out = open(log, "ab") if log else subprocess.DEVNULL
@@ -92,8 +106,12 @@ def assert_all_outputs_once(r: redis.Redis, data: Path, files: list[Path]) -> No
 
 
 def test_kill_9_mid_run_then_another_worker_finishes_everything_once(
-    transport: RedisTransport, redis_client: redis.Redis, redis_url: str, corpus: tuple[Path, list[Path]],
-    model: str, tmp_path: Path,
+    transport: RedisTransport,
+    redis_client: redis.Redis,
+    redis_url: str,
+    corpus: tuple[Path, list[Path]],
+    model: str,
+    tmp_path: Path,
 ) -> None:
     data, files = corpus
     assert enqueue(transport, data, files, model) == len(files)
@@ -117,8 +135,12 @@ def test_kill_9_mid_run_then_another_worker_finishes_everything_once(
 
 
 def test_sigterm_finishes_the_current_job_then_exits_0(
-    transport: RedisTransport, redis_client: redis.Redis, redis_url: str, corpus: tuple[Path, list[Path]],
-    model: str, tmp_path: Path,
+    transport: RedisTransport,
+    redis_client: redis.Redis,
+    redis_url: str,
+    corpus: tuple[Path, list[Path]],
+    model: str,
+    tmp_path: Path,
 ) -> None:
     data, files = corpus
     enqueue(transport, data, files, model)
@@ -140,8 +162,12 @@ def test_sigterm_finishes_the_current_job_then_exits_0(
 
 
 def test_second_signal_exits_at_once_and_leaves_the_lease(
-    transport: RedisTransport, redis_client: redis.Redis, redis_url: str, corpus: tuple[Path, list[Path]],
-    model: str, tmp_path: Path,
+    transport: RedisTransport,
+    redis_client: redis.Redis,
+    redis_url: str,
+    corpus: tuple[Path, list[Path]],
+    model: str,
+    tmp_path: Path,
 ) -> None:
     data, files = corpus
     enqueue(transport, data, files[:1], model)
@@ -160,8 +186,12 @@ def test_second_signal_exits_at_once_and_leaves_the_lease(
 
 
 def test_job_past_the_timeout_makes_the_worker_exit_3(
-    transport: RedisTransport, redis_client: redis.Redis, redis_url: str, corpus: tuple[Path, list[Path]],
-    model: str, tmp_path: Path,
+    transport: RedisTransport,
+    redis_client: redis.Redis,
+    redis_url: str,
+    corpus: tuple[Path, list[Path]],
+    model: str,
+    tmp_path: Path,
 ) -> None:
     data, files = corpus
     job = jobs_for(data, files[:1], model, id_column="id")[0]
@@ -187,8 +217,9 @@ def test_worker_rides_out_a_redis_restart(tmp_path: Path, corpus: tuple[Path, li
     try:
         enqueue(RedisTransport(client, namespace=NS), data, files, model)
         # A reply lost in the crash leaves its entry pending: a short lease gets it back soon.
-        proc = start_worker(url, data, "--burst", "--hash-seconds-per-row", "0.01", "--lease-ms", "2000",
-                            log=tmp_path / "w.log")
+        proc = start_worker(
+            url, data, "--burst", "--hash-seconds-per-row", "0.01", "--lease-ms", "2000", log=tmp_path / "w.log"
+        )
         wait_for(lambda: done_count(client) >= 2, what="two jobs done")
         server.kill()
         server.wait(10)
@@ -207,32 +238,76 @@ def test_no_redis_url_and_nothing_advertised_is_a_clear_error(tmp_path: Path) ->
     (tmp_path / "data").mkdir()
     env = {k: v for k, v in os.environ.items() if k != "EMBEDFLEET_REDIS_URL"}
     env["PYTHONPATH"] = str(ROOT)
-    proc = subprocess.run([sys.executable, "-m", "workers.mps", "--data-root", str(tmp_path / "data"),
-                           "--embedder", "hash"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "workers.mps", "--data-root", str(tmp_path / "data"), "--embedder", "hash"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "no Redis URL" in proc.stderr and "--redis-url" in proc.stderr
 
 
 def test_bad_flags_are_refused_before_anything_starts(tmp_path: Path, redis_url: str) -> None:
-    for extra, message in [(["--max-memory", "lots"], "not a size"), (["--max-open-files", "3"], "below the minimum"),
-                           (["--lanes", ","], "names no lane")]:
-        proc = subprocess.run([sys.executable, "-m", "workers.mps", "--redis-url", redis_url, "--data-root",
-                               str(tmp_path), "--embedder", "hash", *extra], cwd=ROOT, capture_output=True,
-                              text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    for extra, message in [
+        (["--max-memory", "lots"], "not a size"),
+        (["--max-open-files", "3"], "below the minimum"),
+        (["--lanes", ","], "names no lane"),
+    ]:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "workers.mps",
+                "--redis-url",
+                redis_url,
+                "--data-root",
+                str(tmp_path),
+                "--embedder",
+                "hash",
+                *extra,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
 
 
 @pytest.mark.slow
 def test_real_model_burst_run_writes_every_output(
-    transport: RedisTransport, redis_client: redis.Redis, redis_url: str, tmp_path: Path, model: str,
+    transport: RedisTransport,
+    redis_client: redis.Redis,
+    redis_url: str,
+    tmp_path: Path,
+    model: str,
 ) -> None:
     data = tmp_path / "data"
     files = generate_corpus(data, subreddits=1, files_per_subreddit=2, rows_per_file=12)
     enqueue(transport, data, files, model)
-    cmd = [sys.executable, "-m", "workers.mps", "--redis-url", redis_url, "--namespace", NS, "--data-root",
-           str(data), "--burst", "--max-memory", "8G", "--max-open-files", "256"]
-    proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
-                          text=True, timeout=300)
+    cmd = [
+        sys.executable,
+        "-m",
+        "workers.mps",
+        "--redis-url",
+        redis_url,
+        "--namespace",
+        NS,
+        "--data-root",
+        str(data),
+        "--burst",
+        "--max-memory",
+        "8G",
+        "--max-open-files",
+        "256",
+    ]
+    proc = subprocess.run(
+        cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert done_count(redis_client) == 2
     for out in (data / "embeddings").rglob("*.parquet"):

@@ -116,8 +116,9 @@ def test_out_of_memory_halves_the_budget_and_still_embeds_everything(
     assert cosines(got.embeddings, reference(emb, TEXTS)).min() >= 0.9999
 
 
-def test_bf16_is_kept_only_within_the_cosine_bound(emb: SentenceTransformerEmbedder,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bf16_is_kept_only_within_the_cosine_bound(
+    emb: SentenceTransformerEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
     try:
         emb._choose_precision("bf16", explicit=False)
         if emb.precision == "bf16":

@@ -53,8 +53,14 @@ class Rig:
         self.roots = DataRoots.create(self.tmp / "in", self.tmp / "out")
 
     def files(self, n: int, rows: int = 5, sub: str = "sub") -> list[Path]:
-        return [write(self.roots.input_root, f"chains/2024-01/{sub}/f{i}.parquet",
-                      [f"{sub} text {i}-{r}" for r in range(rows)]) for i in range(n)]
+        return [
+            write(
+                self.roots.input_root,
+                f"chains/2024-01/{sub}/f{i}.parquet",
+                [f"{sub} text {i}-{r}" for r in range(rows)],
+            )
+            for i in range(n)
+        ]
 
     def enqueue(self, files: list[Path], lane: str = "default") -> list[Job]:
         jobs = jobs_for(self.roots.input_root, files, MODEL, lane=lane)
@@ -72,8 +78,13 @@ class Rig:
         cfg.setdefault("retry_base_ms", 10)
         cfg.setdefault("controls_every_s", 0.02)
         bus = transport or self.bus
-        return Worker(bus, handler or self.pipeline(), WorkerConfig(**cfg), backlog=memory_backlog(self.bus),
-                      hard_exit=self.exits.append)
+        return Worker(
+            bus,
+            handler or self.pipeline(),
+            WorkerConfig(**cfg),
+            backlog=memory_backlog(self.bus),
+            hard_exit=self.exits.append,
+        )
 
     def outputs(self) -> list[Path]:
         return sorted(p for p in self.roots.output_root.rglob("*") if p.is_file())
@@ -145,8 +156,7 @@ def test_burst_worker_drains_the_queue_and_exits(rig: Rig) -> None:
 def test_worker_registers_a_record_while_running(rig: Rig) -> None:
     rig.enqueue(rig.files(1))
     gate = Gate(rig.pipeline(), lambda j: True)
-    w = rig.worker(gate, worker_id="python-host-1", device="cpu", heartbeat_s=0.02,
-                   record_extra={"precision": "bf16"})
+    w = rig.worker(gate, worker_id="python-host-1", device="cpu", heartbeat_s=0.02, record_extra={"precision": "bf16"})
     th, _ = run_in_thread(w)
     assert gate.entered.wait(JOIN_S)
     wait_for(lambda: rig.bus.workers.get("python-host-1", {}).get("state") == "busy")

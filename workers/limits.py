@@ -77,6 +77,4 @@ class MemoryBudget:
         """Refuse work whose smallest working set (``need`` bytes) cannot fit."""
         room = self.headroom()
         if room is not None and need > room:
-            raise PartTooLarge(
-                f"{what}: needs about {need >> 20} MiB but --max-memory leaves {room >> 20} MiB"
-            )
+            raise PartTooLarge(f"{what}: needs about {need >> 20} MiB but --max-memory leaves {room >> 20} MiB")

@@ -124,8 +124,14 @@ class Worker:
                 delay = min(RECONNECT_MAX_S, delay * 2)
 
     def _event(self, kind: str, d: Delivery | None = None, **fields: Any) -> None:
-        event: dict[str, Any] = {"v": 1, "type": kind, "worker": self.cfg.worker_id, "kind": KIND,
-                                 "ts_ms": int(time.time() * 1000), **fields}
+        event: dict[str, Any] = {
+            "v": 1,
+            "type": kind,
+            "worker": self.cfg.worker_id,
+            "kind": KIND,
+            "ts_ms": int(time.time() * 1000),
+            **fields,
+        }
         if d is not None:
             event.update(job=d.job.id, path=d.job.path)
         try:
@@ -294,8 +300,13 @@ class Worker:
             return
         kind = "job_skipped" if result.skipped else "job_done"
         self._event(kind, d, rows=result.rows, seconds=round(result.seconds, 3), counts=result.counts.as_dict())
-        log.info("%s: %s %d rows in %.2f s", d.job.path, "up to date," if result.skipped else "embedded",
-                 result.rows, result.seconds)
+        log.info(
+            "%s: %s %d rows in %.2f s",
+            d.job.path,
+            "up to date," if result.skipped else "embedded",
+            result.rows,
+            result.seconds,
+        )
 
     def _backoff_ms(self, d: Delivery) -> int:
         return int(min(self.cfg.retry_max_ms, self.cfg.retry_base_ms * 2 ** max(0, d.attempts - 1)))
@@ -311,8 +322,9 @@ class Worker:
 
     def _dead(self, d: Delivery, reason: str) -> None:
         log.error("dead letter: %s", reason)
-        outcome = self._bus(lambda: self.t.dead_letter(self.cfg.worker_id, d, reason, self.cfg.worker_id),
-                            "dead-lettering")
+        outcome = self._bus(
+            lambda: self.t.dead_letter(self.cfg.worker_id, d, reason, self.cfg.worker_id), "dead-lettering"
+        )
         if outcome is Outcome.DONE:
             self._event("job_dead", d, error=reason, attempts=d.attempts)
 

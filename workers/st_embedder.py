@@ -87,8 +87,14 @@ class SentenceTransformerEmbedder:
         self.token_budget = token_budget or CPU_TOKEN_BUDGET
         self._choose_precision(candidate_precision(self.device, precision), explicit=precision != "auto")
         self.token_budget = token_budget or self._default_token_budget()
-        log.info("model %s on %s, precision %s (min cosine to fp32 %.6f), token budget %d",
-                 self.model_id, self.device, self.precision, self.precision_cosine, self.token_budget)
+        log.info(
+            "model %s on %s, precision %s (min cosine to fp32 %.6f), token budget %d",
+            self.model_id,
+            self.device,
+            self.precision,
+            self.precision_cosine,
+            self.token_budget,
+        )
 
     # -- precision ---------------------------------------------------------
     def _autocast(self) -> AbstractContextManager[Any]:

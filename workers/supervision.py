@@ -90,8 +90,12 @@ class Watchdog:
             if job is None or time.monotonic() - job[1] < self.timeout_s:
                 continue
             elapsed = time.monotonic() - job[1]
-            log.error("%s ran %.0f s, past --job-timeout %.0f s: abandoning it and exiting",
-                      job[0].job.path, elapsed, self.timeout_s)
+            log.error(
+                "%s ran %.0f s, past --job-timeout %.0f s: abandoning it and exiting",
+                job[0].job.path,
+                elapsed,
+                self.timeout_s,
+            )
             try:
                 self.on_timeout(job[0], elapsed)
             finally:

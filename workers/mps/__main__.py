@@ -40,10 +40,12 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m workers.mps", description=__doc__.split("\n\n")[0])
     env = os.environ.get
     p.add_argument("--redis-url", default=env(ENV_URL), help=f"Redis URL (env {ENV_URL}); else found by mDNS")
-    p.add_argument("--namespace", default=env(ENV_NAMESPACE, c.DEFAULT_NAMESPACE),
-                   help=f"key prefix (env {ENV_NAMESPACE})")
-    p.add_argument("--data-root", type=Path, default=env(ENV_DATA_ROOT),
-                   help=f"input and output root (env {ENV_DATA_ROOT})")
+    p.add_argument(
+        "--namespace", default=env(ENV_NAMESPACE, c.DEFAULT_NAMESPACE), help=f"key prefix (env {ENV_NAMESPACE})"
+    )
+    p.add_argument(
+        "--data-root", type=Path, default=env(ENV_DATA_ROOT), help=f"input and output root (env {ENV_DATA_ROOT})"
+    )
     p.add_argument("--input-root", type=Path, help="input root (default: --data-root)")
     p.add_argument("--output-root", type=Path, help="output root (default: --data-root)")
     p.add_argument("--lanes", default=c.DEFAULT_LANE, help="lanes to consume, in priority order (e.g. gpu,default)")
@@ -57,15 +59,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     g = p.add_argument_group("model")
     g.add_argument("--device", default="auto", choices=DEVICES, help="auto: mps, then cuda, then cpu")
-    g.add_argument("--precision", default="auto", choices=PRECISIONS,
-                   help="auto: fp16 on GPUs, bf16 on CPUs with AVX512-BF16/AMX, each kept only if within "
-                        "cosine 0.9999 of fp32")
+    g.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="auto: fp16 on GPUs, bf16 on CPUs with AVX512-BF16/AMX, each kept only if within cosine 0.9999 of fp32",
+    )
     g.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: all cores)")
     g.add_argument("--model-dir", type=Path, default=None, help="model directory (default: PyPI package)")
     g.add_argument("--token-budget", type=int, default=None, help="tokens per batch (default: from device memory)")
     g.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help="rows read and embedded at a time")
-    g.add_argument("--embedder", default="sentence-transformers", choices=["sentence-transformers", "hash"],
-                   help="hash: deterministic stand-in with no model, for bus tests and benchmarks")
+    g.add_argument(
+        "--embedder",
+        default="sentence-transformers",
+        choices=["sentence-transformers", "hash"],
+        help="hash: deterministic stand-in with no model, for bus tests and benchmarks",
+    )
     g.add_argument("--hash-seconds-per-row", type=float, default=0.0, help="simulated model cost of --embedder hash")
     p.add_argument("--version", action="version", version=f"embedfleet {__version__}")
     return p
@@ -84,8 +93,10 @@ def redis_url(a: argparse.Namespace) -> str:
     except OSError as e:
         raise UsageError(f"no Redis URL: mDNS discovery failed ({e}); pass --redis-url or set {ENV_URL}") from None
     if not url:
-        raise UsageError(f"no Redis URL: none given and no manager advertised one by mDNS within "
-                         f"{DISCOVERY_TIMEOUT_S:.0f} s; pass --redis-url or set {ENV_URL}")
+        raise UsageError(
+            f"no Redis URL: none given and no manager advertised one by mDNS within "
+            f"{DISCOVERY_TIMEOUT_S:.0f} s; pass --redis-url or set {ENV_URL}"
+        )
     return str(url)
 
 
@@ -133,14 +144,27 @@ def build(a: argparse.Namespace) -> Worker:
     settings = RedisSettings.from_url(redis_url(a), namespace=a.namespace)
     model = embedder(a, memory)
     worker_id = a.worker_id or default_worker_id(KIND)
-    log.info("embedfleet %s worker %s: Redis %s, namespace %s, model %s on %s (%s)", __version__, worker_id,
-             settings.redacted(), settings.namespace, model.model_id, model.device, model.precision)
+    log.info(
+        "embedfleet %s worker %s: Redis %s, namespace %s, model %s on %s (%s)",
+        __version__,
+        worker_id,
+        settings.redacted(),
+        settings.namespace,
+        model.model_id,
+        model.device,
+        model.precision,
+    )
     prov = Provenance(worker_id, KIND, model.device, model.precision, __version__)
     pipeline = EmbedPipeline(roots, model, prov, memory, a.chunk_rows)
     transport = RedisTransport.from_settings(settings, lease_ms=a.lease_ms)
     cfg = WorkerConfig(
-        worker_id=worker_id, lanes=lanes, lease_ms=a.lease_ms, max_deliveries=a.max_deliveries,
-        job_timeout_s=a.job_timeout, burst=a.burst, device=model.device,
+        worker_id=worker_id,
+        lanes=lanes,
+        lease_ms=a.lease_ms,
+        max_deliveries=a.max_deliveries,
+        job_timeout_s=a.job_timeout,
+        burst=a.burst,
+        device=model.device,
         record_extra={"precision": model.precision, "model": model.model_id},
     )
     return Worker(transport, pipeline, cfg, backlog=redis_backlog(transport))
@@ -148,8 +172,7 @@ def build(a: argparse.Namespace) -> Worker:
 
 def main(argv: list[str] | None = None) -> int:
     a = parser().parse_args(argv)
-    logging.basicConfig(level=a.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=a.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         worker = build(a)
     except UsageError as e:
