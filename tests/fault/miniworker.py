@@ -7,7 +7,8 @@ up-to-date skip, atomic output write, completion, dead letter after
 instead of a model. The harness uses it to test itself and for assertions
 about the bus protocol alone; the scenarios run the real workers.
 
-It honours the same fault hooks as the real workers (see README.md):
+It honours the same fault hooks as the real workers (see README.md), and
+``EMBEDFLEET_MINI_BUG`` plants a bug on purpose (``test_harness_bites.py``):
 ``EMBEDFLEET_FAULT_POINT``, ``EMBEDFLEET_FAULT_EVERY``,
 ``EMBEDFLEET_FAULT_PROBABILITY`` and ``EMBEDFLEET_FAULT_CRASH_PATH``.
 """
@@ -35,6 +36,11 @@ from bus.keys import Keys
 from bus.redis_transport import RedisTransport, translated
 from bus.settings import RedisSettings
 from bus.transport import Delivery, Outcome
+
+BUG = os.environ.get("EMBEDFLEET_MINI_BUG", "")
+"""A deliberate bug, so the harness can show it catches one: ``ack_before_write``
+(acknowledge, then write the output) or ``no_ownership`` (complete without the
+ownership check of ``complete.lua``)."""
 
 
 class FaultHooks:
@@ -150,13 +156,15 @@ class MiniWorker:
                 self.event("job_dead", d, error=reason)
             return
         self.hooks.job_started(d.job.path)
+        if BUG == "ack_before_write":
+            self.finish(d, self.t.complete(self.id, d, 0), skipped=False, rows=0)
         out = self.out_root / d.job.out
         renewer = Renewer(self.t, self.id, d, self.a.lease_ms)
         renewer.start()
         try:
             skipped = self.up_to_date(out, d)
             rows = 0 if skipped else self.write(out, d)
-            if renewer.lost.is_set():
+            if renewer.lost.is_set() and BUG != "no_ownership":
                 raise LeaseLost(d.job.id)
             self.hooks.reach("before_ack")
         except LeaseLost:
@@ -164,11 +172,26 @@ class MiniWorker:
             return
         finally:
             renewer.stopped.set()
-        outcome = self.t.complete(self.id, d, rows, skipped=skipped)
+        if BUG == "ack_before_write":
+            return
+        complete = self.complete_unchecked if BUG == "no_ownership" else self.t.complete
+        self.finish(d, complete(self.id, d, rows, skipped=skipped), skipped, rows)
+
+    def finish(self, d: Delivery, outcome: Outcome, skipped: bool, rows: int) -> None:
         if outcome == Outcome.DONE:
             self.event("job_skipped" if skipped else "job_done", d, rows=rows)
         elif outcome == Outcome.LEASE_LOST:
             self.event("lease_lost", d)
+
+    def complete_unchecked(self, consumer: str, d: Delivery, rows: int, skipped: bool = False) -> Outcome:
+        """A broken completion (``EMBEDFLEET_MINI_BUG=no_ownership``): acknowledges and
+        counts without asking who owns the entry, or whether the job is done."""
+        pipe = self.t.r.pipeline(transaction=True)
+        pipe.xack(self.keys.queue(d.lane), c.GROUP, d.entry_id)
+        pipe.hset(self.keys.state, d.job.id, c.STATE_DONE)
+        pipe.hincrby(self.keys.stats, "done", 1)
+        pipe.execute()
+        return Outcome.DONE
 
     def idle(self) -> bool:
         """Nothing undelivered, pending anywhere, or delayed on my lanes."""

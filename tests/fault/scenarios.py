@@ -16,10 +16,13 @@ from tests.fault.harness import Run, Verdict
 from tests.fault.kinds import WorkerKind
 
 KIND_NAMES = [k for k in os.environ.get("EMBEDFLEET_FAULT_KINDS", "python,rust").split(",") if k]
-KINDS = [WorkerKind(name, "hash") for name in KIND_NAMES]
-"""Every kind, with the deterministic hash embedder (fast, exact comparison)."""
-MODEL_KINDS = [WorkerKind(name, "model") for name in KIND_NAMES if name != "mini"]
-"""The real workers with the real model (outputs compared within 1e-5)."""
+STAND_IN = {"python": "hash", "mini": "hash", "rust": "model"}
+"""The embedder each kind runs the scenarios with: the Python worker's hash
+stand-in (fast, exact comparison); the Rust worker has none, so the model."""
+KINDS = [WorkerKind(name, STAND_IN[name]) for name in KIND_NAMES]
+"""Every kind, as the scenarios run it."""
+MODEL_KINDS = [WorkerKind(name, "model") for name in KIND_NAMES if STAND_IN[name] != "model" and name != "mini"]
+"""The real workers with the real model, where ``KINDS`` does not run it already."""
 
 
 REPORT_ENV = "EMBEDFLEET_FAULT_REPORT"

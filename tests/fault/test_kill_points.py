@@ -18,7 +18,9 @@ pytestmark = pytest.mark.fault
 POINTS = ("after_tmp_write", "after_rename", "before_ack")
 
 
-def kill_run(make_run: RunFactory, references: References, corpus: Corpus, kind: WorkerKind, every: int) -> None:
+def kill_run(
+    make_run: RunFactory, references: References, corpus: Corpus, kind: WorkerKind, every: int, per_point: int
+) -> None:
     reference = references.get(kind)
     run = make_run(kind, lease_ms=1500)
     jobs = jobs_for(corpus, corpus.files, kind.model_id())
@@ -28,7 +30,7 @@ def kill_run(make_run: RunFactory, references: References, corpus: Corpus, kind:
     fleet.start()
     res = fleet.supervise(timeout_s=240)
     assert res.finished, f"run did not finish: {res}\n{run.procs.logs()}"
-    assert all(res.killed_at[p] >= 2 for p in POINTS), f"every point killed repeatedly: {res.killed_at}"
+    assert all(res.killed_at[p] >= per_point for p in POINTS), f"every point killed repeatedly: {res.killed_at}"
     assert_clean(run.verdict(reference), run, restarts=res.restarts, killed_at=dict(res.killed_at))
 
 
@@ -36,12 +38,12 @@ def kill_run(make_run: RunFactory, references: References, corpus: Corpus, kind:
 def test_kill9_at_every_write_point_loses_nothing_and_counts_nothing_twice(
     make_run: RunFactory, references: References, corpus: Corpus, kind: WorkerKind
 ) -> None:
-    kill_run(make_run, references, corpus, kind, every=7)
+    kill_run(make_run, references, corpus, kind, every=7, per_point=3)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", MODEL_KINDS, ids=lambda k: k.label)
+@pytest.mark.parametrize("kind", MODEL_KINDS, ids=lambda k: k.label)  # the Rust worker runs the model above
 def test_kill9_with_the_real_model_matches_a_fault_free_run(
     make_run: RunFactory, references: References, corpus: Corpus, kind: WorkerKind
 ) -> None:
-    kill_run(make_run, references, corpus, kind, every=20)
+    kill_run(make_run, references, corpus, kind, every=30, per_point=1)
