@@ -3,9 +3,9 @@
 //! re-run after a crash, never queue a job twice.
 //!
 //! Jobs go in batches of one pipeline of `EVALSHA` calls each: one round trip
-//! per batch. A `NOSCRIPT` reply (the script cache was flushed, e.g. by a
-//! Redis restart, between two batches) loads the script again and resends
-//! only the calls that did not run.
+//! per batch. Calls refused with `NOSCRIPT` (the script cache was flushed,
+//! e.g. by a Redis restart, during the enqueue) are sent again with `EVAL`
+//! and the script's text, and the script is loaded again for what follows.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -24,8 +24,14 @@ use crate::scripts::ENQUEUE;
 
 /// Jobs per pipeline when the caller does not say.
 pub const DEFAULT_BATCH: usize = 2_000;
-/// Rounds of `NOSCRIPT` recovery for one batch before giving up.
-const SCRIPT_RELOADS: usize = 3;
+/// How a batch calls the script.
+#[derive(Clone, Copy)]
+enum Call {
+    /// `EVALSHA` (the script must be in Redis's script cache).
+    Sha,
+    /// `EVAL` with the script's text (after a `NOSCRIPT`).
+    Text,
+}
 
 /// Where the bus is. `Debug` never shows the password.
 #[derive(Clone, Default)]
@@ -193,49 +199,67 @@ struct EnqueueCall<'a> {
 }
 
 impl EnqueueCall<'_> {
+    /// One pipeline of `EVALSHA` calls. Calls refused with `NOSCRIPT` (the
+    /// script cache was flushed meanwhile) are sent again as `EVAL` with the
+    /// script's text, which cannot fail that way, and the script is loaded
+    /// again for the next batches.
     fn run_batch(
         &self,
         con: &mut Connection,
         batch: &[Job],
         counts: &mut EnqueueCounts,
     ) -> Result<(), BusError> {
-        let mut todo: Vec<&Job> = batch.iter().collect();
-        for _ in 0..SCRIPT_RELOADS {
-            let mut pipe = redis::pipe();
-            pipe.ignore_errors();
-            for j in &todo {
-                pipe.cmd("EVALSHA")
-                    .arg(&self.sha)
-                    .arg(4)
-                    .arg(&self.state)
-                    .arg(&self.queues[j.lane.as_str()])
-                    .arg(&self.stats)
-                    .arg(&self.lanes)
-                    .arg(&j.id)
-                    .arg(j.to_json())
-                    .arg(&j.lane)
-                    .arg(self.redo);
-            }
-            let replies: Vec<RedisResult<i64>> = pipe.query(con)?;
-            let mut again = Vec::new();
-            for (j, reply) in todo.iter().zip(replies) {
-                match reply {
-                    Ok(1) => counts.new += 1,
-                    Ok(_) => counts.existing += 1,
-                    Err(e) if e.code() == Some("NOSCRIPT") => again.push(*j),
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            if again.is_empty() {
-                return Ok(());
+        let all: Vec<&Job> = batch.iter().collect();
+        let again = self.send(con, &all, Call::Sha, counts)?;
+        if !again.is_empty() {
+            let left = self.send(con, &again, Call::Text, counts)?;
+            if !left.is_empty() {
+                let n = left.len();
+                return Err(BusError::Redis(format!(
+                    "{n} jobs refused with NOSCRIPT even by EVAL"
+                )));
             }
             load_script(con)?;
-            todo = again;
         }
-        Err(BusError::Redis(format!(
-            "the enqueue script kept disappearing ({} jobs not enqueued)",
-            todo.len()
-        )))
+        Ok(())
+    }
+
+    /// Send calls in one pipeline; returns the jobs refused with `NOSCRIPT`.
+    fn send<'j>(
+        &self,
+        con: &mut Connection,
+        jobs: &[&'j Job],
+        how: Call,
+        counts: &mut EnqueueCounts,
+    ) -> Result<Vec<&'j Job>, BusError> {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for j in jobs {
+            match how {
+                Call::Sha => pipe.cmd("EVALSHA").arg(&self.sha),
+                Call::Text => pipe.cmd("EVAL").arg(ENQUEUE),
+            }
+            .arg(4)
+            .arg(&self.state)
+            .arg(&self.queues[j.lane.as_str()])
+            .arg(&self.stats)
+            .arg(&self.lanes)
+            .arg(&j.id)
+            .arg(j.to_json())
+            .arg(&j.lane)
+            .arg(self.redo);
+        }
+        let replies: Vec<RedisResult<i64>> = pipe.query(con)?;
+        let mut refused = Vec::new();
+        for (j, reply) in jobs.iter().zip(replies) {
+            match reply {
+                Ok(1) => counts.new += 1,
+                Ok(_) => counts.existing += 1,
+                Err(e) if e.code() == Some("NOSCRIPT") => refused.push(*j),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(refused)
     }
 }
 
