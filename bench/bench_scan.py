@@ -79,8 +79,12 @@ def _parquet_bytes(table: pa.Table) -> bytes:
 def _output_template(fp_len: int) -> tuple[bytes, bytes]:
     """An output file whose fingerprint is a placeholder of ``fp_len`` bytes."""
     placeholder = b"F" * fp_len
-    meta = {"embedfleet.format_version": "1", "embedfleet.model_id": MODEL,
-            "embedfleet.input_fingerprint": placeholder.decode(), "embedfleet.normalized": "true"}
+    meta = {
+        "embedfleet.format_version": "1",
+        "embedfleet.model_id": MODEL,
+        "embedfleet.input_fingerprint": placeholder.decode(),
+        "embedfleet.normalized": "true",
+    }
     table = pa.table({"row": pa.array(range(20), pa.int64())}).replace_schema_metadata(meta)
     data = _parquet_bytes(table)
     # The key-value entry holds it in clear (the ARROW:schema copy is base64).
@@ -149,9 +153,25 @@ def private_redis() -> Iterator[RedisSettings]:
 
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="efbench-redis-") as d:
-        proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", d, "--save", "",
-                                 "--appendonly", "yes", "--appendfsync", "everysec"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [
+                exe,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                d,
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             client = redis.Redis(port=port)
             for _ in range(400):
@@ -169,8 +189,11 @@ def private_redis() -> Iterator[RedisSettings]:
 def synthetic_jobs(n: int) -> list[Job]:
     """Jobs shaped like a real corpus's (paths, fingerprints, model id)."""
     return [
-        Job.create(f"chains/2024-{1 + i % 12:02d}/sub{i % 5000:04d}/part-{i:06d}.parquet",
-                   f"{1_000_000 + i}-{MTIME_BASE_NS + i * 1000}", MODEL)
+        Job.create(
+            f"chains/2024-{1 + i % 12:02d}/sub{i % 5000:04d}/part-{i:06d}.parquet",
+            f"{1_000_000 + i}-{MTIME_BASE_NS + i * 1000}",
+            MODEL,
+        )
         for i in range(n)
     ]
 
@@ -193,8 +216,14 @@ def enqueue_round(settings: RedisSettings, jobs: list[Job], fn: Callable[[], Any
     assert res.new == 0, "a re-run must enqueue nothing"
     client.close()
     n = len(jobs)
-    return {"seconds": seconds, "rate": n / seconds, "bytes_per_job": (after - before) / n,
-            "stream_per_job": stream / n, "state_per_job": state / n, "rerun_rate": n / again}
+    return {
+        "seconds": seconds,
+        "rate": n / seconds,
+        "bytes_per_job": (after - before) / n,
+        "stream_per_job": stream / n,
+        "state_per_job": state / n,
+        "rerun_rate": n / again,
+    }
 
 
 # -- the benchmark ----------------------------------------------------------------
@@ -217,12 +246,22 @@ def measure_scan(root: Path, spec: Spec) -> dict[str, Any]:
             t, py_result = timed(lambda: python_scan(root))
             py.append(t)
     warm_result = rust_scan(root, use_cache=True)
-    agree = (py_result is not None and py_result["jobs"] == warm_result["jobs"]
-             and py_result["subreddits"] == warm_result["subreddits"])
-    return {"nocache": nocache, "warm": warm, "plan": plans, "python": py, "agree": agree,
-            "jobs": len(warm_result["jobs"]), "files": warm_result["stats"]["files"],
-            "warm_footers": warm_result["stats"]["output_footers_read"] + warm_result["stats"]["input_footers_read"],
-            "cold_footers": cold["stats"]["output_footers_read"] + cold["stats"]["input_footers_read"]}
+    agree = (
+        py_result is not None
+        and py_result["jobs"] == warm_result["jobs"]
+        and py_result["subreddits"] == warm_result["subreddits"]
+    )
+    return {
+        "nocache": nocache,
+        "warm": warm,
+        "plan": plans,
+        "python": py,
+        "agree": agree,
+        "jobs": len(warm_result["jobs"]),
+        "files": warm_result["stats"]["files"],
+        "warm_footers": warm_result["stats"]["output_footers_read"] + warm_result["stats"]["input_footers_read"],
+        "cold_footers": cold["stats"]["output_footers_read"] + cold["stats"]["input_footers_read"],
+    }
 
 
 def measure_enqueue(spec: Spec) -> dict[str, list[dict[str, float]]]:
@@ -256,35 +295,75 @@ def run(smoke: bool) -> dict[str, Any]:
     mem = [r["bytes_per_job"] for r in e["rust"]]
     n = spec.files
     scan_rows = [
-        ["Rust scan+diff, warm footer cache", spread(s["warm"], "{:.3f}"), f"{s['warm_footers']}",
-         f"{med(s['python']) / med(s['warm']):.1f}×"],
-        ["Rust scan+diff, no footer cache", spread(s["nocache"], "{:.3f}"), f"{s['cold_footers']}",
-         f"{ratio_nocache:.1f}×"],
-        ["`manager.scan.plan` (warm; + Job objects, routing)", spread(s["plan"], "{:.3f}"), "0",
-         f"{med(s['python']) / med(s['plan']):.1f}×"],
+        [
+            "Rust scan+diff, warm footer cache",
+            spread(s["warm"], "{:.3f}"),
+            f"{s['warm_footers']}",
+            f"{med(s['python']) / med(s['warm']):.1f}×",
+        ],
+        [
+            "Rust scan+diff, no footer cache",
+            spread(s["nocache"], "{:.3f}"),
+            f"{s['cold_footers']}",
+            f"{ratio_nocache:.1f}×",
+        ],
+        [
+            "`manager.scan.plan` (warm; + Job objects, routing)",
+            spread(s["plan"], "{:.3f}"),
+            "0",
+            f"{med(s['python']) / med(s['plan']):.1f}×",
+        ],
         ["pure-Python `manager.pyscan` (baseline)", spread(s["python"], "{:.3f}"), f"{s['cold_footers']}", "1.0×"],
     ]
     enq_rows = [
-        ["Rust, pipelined EVALSHA (`manager.scan.enqueue`)", spread(rust_rate, "{:,.0f}"),
-         f"{med(rust_rate) / med(py_rate):.1f}×", spread([r["rerun_rate"] for r in e["rust"]], "{:,.0f}")],
+        [
+            "Rust, pipelined EVALSHA (`manager.scan.enqueue`)",
+            spread(rust_rate, "{:,.0f}"),
+            f"{med(rust_rate) / med(py_rate):.1f}×",
+            spread([r["rerun_rate"] for r in e["rust"]], "{:,.0f}"),
+        ],
         ["redis-py, pipelined EVALSHA (`manager.pyscan.enqueue`, baseline)", spread(py_rate, "{:,.0f}"), "1.0×", "—"],
     ]
-    mem_rows = [[spread(mem, "{:.0f}"), spread([r["stream_per_job"] for r in e["rust"]], "{:.0f}"),
-                 spread([r["state_per_job"] for r in e["rust"]], "{:.0f}"),
-                 str(len(synthetic_jobs(1)[0].to_json()))]]
+    mem_rows = [
+        [
+            spread(mem, "{:.0f}"),
+            spread([r["stream_per_job"] for r in e["rust"]], "{:.0f}"),
+            spread([r["state_per_job"] for r in e["rust"]], "{:.0f}"),
+            str(len(synthetic_jobs(1)[0].to_json())),
+        ]
+    ]
     warm_med = med(s["warm"])
     plan = [
-        {"test": f"scan+diff {spec.label} files, half up to date, warm cache", "expected": "≤ 1 s",
-         "measured": f"{warm_med:.3f} s", "status": "pass" if warm_med <= 1.0 else "fail"},
-        {"test": f"Rust scan vs pure-Python scanner ({spec.label} files, same diff)", "expected": "≥ 10×",
-         "measured": f"{ratio:.1f}×", "status": "pass" if ratio >= 10 else "fail"},
-        {"test": "Rust and Python scanners plan the same jobs", "expected": "identical",
-         "measured": f"{s['jobs']} jobs, {'identical' if s['agree'] else 'DIFFERENT'}",
-         "status": "pass" if s["agree"] else "fail"},
-        {"test": f"enqueue {spec.enqueue_jobs:,} jobs", "expected": "≥ 20,000 jobs/s",
-         "measured": f"{med(rust_rate):,.0f} jobs/s", "status": "pass" if med(rust_rate) >= 20_000 else "fail"},
-        {"test": "Redis memory per queued job", "expected": "≤ 300 B", "measured": f"{med(mem):.0f} B",
-         "status": "pass" if med(mem) <= 300 else "fail"},
+        {
+            "test": f"scan+diff {spec.label} files, half up to date, warm cache",
+            "expected": "≤ 1 s",
+            "measured": f"{warm_med:.3f} s",
+            "status": "pass" if warm_med <= 1.0 else "fail",
+        },
+        {
+            "test": f"Rust scan vs pure-Python scanner ({spec.label} files, same diff)",
+            "expected": "≥ 10×",
+            "measured": f"{ratio:.1f}×",
+            "status": "pass" if ratio >= 10 else "fail",
+        },
+        {
+            "test": "Rust and Python scanners plan the same jobs",
+            "expected": "identical",
+            "measured": f"{s['jobs']} jobs, {'identical' if s['agree'] else 'DIFFERENT'}",
+            "status": "pass" if s["agree"] else "fail",
+        },
+        {
+            "test": f"enqueue {spec.enqueue_jobs:,} jobs",
+            "expected": "≥ 20,000 jobs/s",
+            "measured": f"{med(rust_rate):,.0f} jobs/s",
+            "status": "pass" if med(rust_rate) >= 20_000 else "fail",
+        },
+        {
+            "test": "Redis memory per queued job",
+            "expected": "≤ 300 B",
+            "measured": f"{med(mem):.0f} B",
+            "status": "pass" if med(mem) <= 300 else "fail",
+        },
     ]
     notes = (
         f"Tree: {n:,} input files ({spec.suffixes} suffixes × {spec.subreddits} subreddits × {spec.files_per_dir}), "
@@ -308,13 +387,21 @@ def run(smoke: bool) -> dict[str, Any]:
     return {
         "title": "Scan, diff and enqueue (manager)",
         "tables": [
-            {"caption": f"Scan + diff of {n:,} files, half up to date (seconds; ratio = Python ÷ this row)",
-             "columns": ["scanner", "seconds", "footers read", "vs Python"], "rows": scan_rows},
-            {"caption": f"Enqueue of {spec.enqueue_jobs:,} jobs (jobs/s)",
-             "columns": ["enqueue", "jobs/s", "vs redis-py", "re-run jobs/s (all known)"], "rows": enq_rows},
-            {"caption": "Redis memory per queued job (bytes)",
-             "columns": ["total (INFO used_memory)", "lane stream", "state hash", "job JSON length"],
-             "rows": mem_rows},
+            {
+                "caption": f"Scan + diff of {n:,} files, half up to date (seconds; ratio = Python ÷ this row)",
+                "columns": ["scanner", "seconds", "footers read", "vs Python"],
+                "rows": scan_rows,
+            },
+            {
+                "caption": f"Enqueue of {spec.enqueue_jobs:,} jobs (jobs/s)",
+                "columns": ["enqueue", "jobs/s", "vs redis-py", "re-run jobs/s (all known)"],
+                "rows": enq_rows,
+            },
+            {
+                "caption": "Redis memory per queued job (bytes)",
+                "columns": ["total (INFO used_memory)", "lane stream", "state hash", "job JSON length"],
+                "rows": mem_rows,
+            },
         ],
         "plan": plan,
         "notes": notes,

@@ -259,8 +259,9 @@ class Scanner:
                 except UnsafePath as e:
                     issues.append((os.path.join(in_dir, name), str(e)))
                     continue
-                jobs.append((rank, job_id(path, rows, st.fingerprint, self.model), path, out, st.fingerprint, rows,
-                             nbytes))
+                jobs.append(
+                    (rank, job_id(path, rows, st.fingerprint, self.model), path, out, st.fingerprint, rows, nbytes)
+                )
         return {"counts": counts, "jobs": jobs, "orphans": orphans, "issues": issues}
 
 
@@ -328,8 +329,18 @@ def scan(
         r = sc.pair(rank, suffix, sub)
         c = r["counts"]
         split = sum(1 for j in r["jobs"] if j[5] is not None)
-        for i, v in enumerate((c["files"], c["up_to_date"], c["missing"], c["modified"], split, len(r["jobs"]),
-                               len(r["orphans"]), len(r["issues"]))):
+        for i, v in enumerate(
+            (
+                c["files"],
+                c["up_to_date"],
+                c["missing"],
+                c["modified"],
+                split,
+                len(r["jobs"]),
+                len(r["orphans"]),
+                len(r["issues"]),
+            )
+        ):
             subs[rank][i] += v
         jobs += r["jobs"]
         orphans += r["orphans"]

@@ -171,12 +171,30 @@ _POSITIONAL = tuple(f.name for f in fields(Job)) == _JOB_FIELDS
 fields keep this order; by keyword otherwise."""
 
 
-def _make_job(path: str, out: str, fp: str, model: str, rows: tuple[int, int] | None, column: str,
-              id_column: str | None, lane: str, job_id: str) -> Job:
+def _make_job(
+    path: str,
+    out: str,
+    fp: str,
+    model: str,
+    rows: tuple[int, int] | None,
+    column: str,
+    id_column: str | None,
+    lane: str,
+    job_id: str,
+) -> Job:
     if _POSITIONAL:
         return Job(path, out, fp, model, rows, column, id_column, lane, 1, job_id)
-    return Job(path=path, out=out, fingerprint=fp, model=model, rows=rows, column=column, id_column=id_column,
-               lane=lane, id=job_id)
+    return Job(
+        path=path,
+        out=out,
+        fingerprint=fp,
+        model=model,
+        rows=rows,
+        column=column,
+        id_column=id_column,
+        lane=lane,
+        id=job_id,
+    )
 
 
 def to_plan(
@@ -245,9 +263,7 @@ def plan(
     )
     if raw["stats"]["cache_error"]:
         log.warning("footer cache not saved: %s", raw["stats"]["cache_error"])
-    return to_plan(
-        raw, Path(input_root), Path(output_root), model, column=column, id_column=id_column, routes=routes
-    )
+    return to_plan(raw, Path(input_root), Path(output_root), model, column=column, id_column=id_column, routes=routes)
 
 
 def enqueue(settings: RedisSettings, jobs: Iterable[Job], *, redo: bool = False) -> EnqueueResult:

@@ -37,28 +37,50 @@ COLUMNS = ("files", "up_to_date", "missing", "modified", "split_parts", "jobs", 
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("scan", help="scan the input tree and enqueue the missing jobs", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "scan",
+        help="scan the input tree and enqueue the missing jobs",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--input", required=True, type=Path, help="input root (holds chains/<suffix>/<subreddit>/)")
     p.add_argument("--output", required=True, type=Path, help="output root (holds embeddings/)")
     p.add_argument("--dry-run", action="store_true", help="print what would be enqueued, per subreddit")
     p.add_argument("--watch", type=float, metavar="SECONDS", help="re-scan every SECONDS until Ctrl-C")
     p.add_argument("--column", default="text", help="text column of the inputs (default: text)")
     p.add_argument("--id-column", help="id column copied into the outputs")
-    p.add_argument("--rows-per-part", type=int, default=DEFAULT_ROWS_PER_PART, metavar="N",
-                   help=f"split files of more rows into row-range jobs (default {DEFAULT_ROWS_PER_PART}; 0: never)")
-    p.add_argument("--subreddits", type=Path, metavar="FILE",
-                   help=f"checkpoint list (default: <input>/{scan.SUBREDDIT_LIST} if present)")
-    p.add_argument("--route", action="append", default=[], metavar="PATTERN=LANE",
-                   help="send subreddits matching a glob to a lane (repeatable, first match wins)")
-    p.add_argument("--route-size", action="append", default=[], metavar="BYTES=LANE",
-                   help="send jobs of at least BYTES (K/M/G allowed) to a lane (repeatable)")
+    p.add_argument(
+        "--rows-per-part",
+        type=int,
+        default=DEFAULT_ROWS_PER_PART,
+        metavar="N",
+        help=f"split files of more rows into row-range jobs (default {DEFAULT_ROWS_PER_PART}; 0: never)",
+    )
+    p.add_argument(
+        "--subreddits",
+        type=Path,
+        metavar="FILE",
+        help=f"checkpoint list (default: <input>/{scan.SUBREDDIT_LIST} if present)",
+    )
+    p.add_argument(
+        "--route",
+        action="append",
+        default=[],
+        metavar="PATTERN=LANE",
+        help="send subreddits matching a glob to a lane (repeatable, first match wins)",
+    )
+    p.add_argument(
+        "--route-size",
+        action="append",
+        default=[],
+        metavar="BYTES=LANE",
+        help="send jobs of at least BYTES (K/M/G allowed) to a lane (repeatable)",
+    )
     p.add_argument("--redis-url", default=os.environ.get(ENV_URL), help=f"Redis URL (env {ENV_URL})")
     p.add_argument("--namespace", default=os.environ.get(ENV_NAMESPACE), help=f"key prefix (env {ENV_NAMESPACE})")
     p.add_argument("--model", help="model id the outputs must carry (default: the installed model's)")
     p.add_argument("--delete-orphans", action="store_true", help="delete outputs whose input vanished")
-    p.add_argument("--reconcile", action="store_true",
-                   help="after enqueuing, put back queued jobs a Redis crash lost")
+    p.add_argument("--reconcile", action="store_true", help="after enqueuing, put back queued jobs a Redis crash lost")
     p.add_argument("--redo", action="store_true", help="enqueue jobs already done again (first scan only)")
     p.add_argument("--no-cache", action="store_true", help="ignore and do not write the footer cache")
     p.add_argument("--threads", type=int, default=0, help="scan threads (default: one per core)")
@@ -74,8 +96,10 @@ def format_report(report: scan.ScanReport) -> str:
     rows.append(["TOTAL", *(str(getattr(total, k)) for k in COLUMNS)])
     head = ["subreddit", *(k.replace("_", " ") for k in COLUMNS)]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    fmt = [f"{r[0]:<{widths[0]}}  " + "  ".join(f"{v:>{w}}" for v, w in zip(r[1:], widths[1:], strict=True))
-           for r in [head, *rows]]
+    fmt = [
+        f"{r[0]:<{widths[0]}}  " + "  ".join(f"{v:>{w}}" for v, w in zip(r[1:], widths[1:], strict=True))
+        for r in [head, *rows]
+    ]
     return "\n".join(fmt)
 
 
@@ -95,8 +119,15 @@ def progress_bar() -> Iterator[scan.Progress | None]:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("dirs"),
-                   TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("dirs"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
     task = bar.add_task("scanning", total=None)
 
     def update(done: int, total: int, files: int) -> None:
@@ -127,9 +158,19 @@ class ScanCommand:
     def plan(self) -> scan.Plan:
         a = self.args
         with progress_bar() as progress:
-            return scan.plan(a.input, a.output, self.model, column=a.column, id_column=a.id_column,
-                             rows_per_part=a.rows_per_part, subreddit_list=a.subreddits, routes=self.routes,
-                             progress=progress, use_cache=not a.no_cache, threads=a.threads)
+            return scan.plan(
+                a.input,
+                a.output,
+                self.model,
+                column=a.column,
+                id_column=a.id_column,
+                rows_per_part=a.rows_per_part,
+                subreddit_list=a.subreddits,
+                routes=self.routes,
+                progress=progress,
+                use_cache=not a.no_cache,
+                threads=a.threads,
+            )
 
     def once(self, cycle: int) -> str:
         """Scan, act on the plan, and return a one-line summary."""
@@ -143,9 +184,11 @@ class ScanCommand:
             print(format_issues(plan.errors), file=sys.stderr)
         t = plan.report.totals
         stats = plan.report.stats
-        line = (f"scan {cycle}: {t.files} files in {stats['dirs']} dirs, {t.up_to_date} up to date, "
-                f"{len(plan.jobs)} jobs needed ({t.split_parts} row-range parts), {t.orphans} orphans, "
-                f"{t.errors} problems, {stats['seconds']:.2f} s")
+        line = (
+            f"scan {cycle}: {t.files} files in {stats['dirs']} dirs, {t.up_to_date} up to date, "
+            f"{len(plan.jobs)} jobs needed ({t.split_parts} row-range parts), {t.orphans} orphans, "
+            f"{t.errors} problems, {stats['seconds']:.2f} s"
+        )
         if a.delete_orphans and plan.orphans:
             line += f"; deleted {scan.delete_orphans(plan)} orphans"
         if self.settings is not None:

@@ -25,9 +25,15 @@ def vector_jobs() -> list[tuple[Job, str]]:
     for case in json.loads((VECTORS / "jobs.json").read_text(encoding="utf-8")):
         inp = case["input"]
         rows = tuple(inp["rows"]) if inp["rows"] else None
-        job = Job.create(inp["path"], inp["fingerprint"], inp["model"], rows,  # type: ignore[arg-type]
-                         column=inp.get("column", "text"), id_column=inp.get("id_column"),
-                         lane=inp.get("lane", "default"))
+        job = Job.create(
+            inp["path"],
+            inp["fingerprint"],
+            inp["model"],
+            rows,  # type: ignore[arg-type]
+            column=inp.get("column", "text"),
+            id_column=inp.get("id_column"),
+            lane=inp.get("lane", "default"),
+        )
         out.append((job, case["json"]))
     return out
 
@@ -43,8 +49,9 @@ def small_tree(tmp_path: Path, subs: int = 3, files: int = 4) -> Tree:
 def test_the_rust_enqueue_writes_the_vector_wire_form(settings: RedisSettings, redis_client: redis.Redis) -> None:
     cases = vector_jobs()
     assert cases
-    new, _ = _core.enqueue([j for j, _ in cases], namespace=settings.namespace, host=settings.host,
-                           port=settings.port, db=settings.db)
+    new, _ = _core.enqueue(
+        [j for j, _ in cases], namespace=settings.namespace, host=settings.host, port=settings.port, db=settings.db
+    )
     assert new == len({j.id for j, _ in cases})
     keys = Keys(settings.namespace)
     sent = {s for lane in {j.lane for j, _ in cases} for s in stream_jobs(redis_client, keys, lane)}
@@ -91,8 +98,7 @@ def test_the_thread_count_does_not_change_the_result(tmp_path: Path, threads: in
     tree = small_tree(tmp_path)
     tree.add_output("2024-01/sub1/f2.parquet")
     base = _core.scan(str(tree.input), str(tree.output), MODEL, rows_per_part=100, use_cache=False)
-    other = _core.scan(str(tree.input), str(tree.output), MODEL, rows_per_part=100, use_cache=False,
-                       threads=threads)
+    other = _core.scan(str(tree.input), str(tree.output), MODEL, rows_per_part=100, use_cache=False, threads=threads)
     assert other["jobs"] == base["jobs"] and other["subreddits"] == base["subreddits"]
 
 

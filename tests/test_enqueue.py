@@ -23,8 +23,10 @@ from tests.test_scan import MODEL, Tree
 
 
 def make_jobs(n: int, lane: str = "default", prefix: str = "p") -> list[Job]:
-    return [Job.create(f"chains/2024-01/sub{i % 7}/{prefix}-{i:05d}.parquet", f"{1000 + i}-17", MODEL, lane=lane)
-            for i in range(n)]
+    return [
+        Job.create(f"chains/2024-01/sub{i % 7}/{prefix}-{i:05d}.parquet", f"{1000 + i}-17", MODEL, lane=lane)
+        for i in range(n)
+    ]
 
 
 def stream_jobs(client: redis.Redis, keys: Keys, lane: str = "default") -> list[str]:
@@ -50,8 +52,10 @@ def test_a_plan_is_enqueued_once_and_a_rerun_enqueues_nothing(
 
 
 def test_the_wire_form_is_exactly_the_python_one(settings: RedisSettings, redis_client: redis.Redis) -> None:
-    jobs = [*make_jobs(3), Job.create("chains/s/ünï/é 😀.parquet", "9-9", MODEL, (0, 10), column="body",
-                                      id_column="id", lane="gpu")]
+    jobs = [
+        *make_jobs(3),
+        Job.create("chains/s/ünï/é 😀.parquet", "9-9", MODEL, (0, 10), column="body", id_column="id", lane="gpu"),
+    ]
     scan.enqueue(settings, jobs)
     keys = Keys(settings.namespace)
     sent = stream_jobs(redis_client, keys) + stream_jobs(redis_client, keys, "gpu")
@@ -83,9 +87,7 @@ def test_done_jobs_come_back_only_with_redo(settings: RedisSettings, redis_clien
     assert redis_client.hget(keys.state, jobs[1].id) == b"x"
 
 
-def test_two_managers_enqueuing_at_once_add_each_job_once(
-    settings: RedisSettings, redis_client: redis.Redis
-) -> None:
+def test_two_managers_enqueuing_at_once_add_each_job_once(settings: RedisSettings, redis_client: redis.Redis) -> None:
     jobs = make_jobs(3000)
     results: list[scan.EnqueueResult] = []
     start = threading.Barrier(3)
@@ -118,8 +120,9 @@ def test_a_script_cache_flush_mid_enqueue_loses_nothing(settings: RedisSettings,
     t = threading.Thread(target=flusher)
     t.start()
     try:
-        new, existing = _core.enqueue(jobs, namespace=settings.namespace, host=settings.host, port=settings.port,
-                                      db=settings.db, batch=50)
+        new, existing = _core.enqueue(
+            jobs, namespace=settings.namespace, host=settings.host, port=settings.port, db=settings.db, batch=50
+        )
     finally:
         stop.set()
         t.join(10)
@@ -149,8 +152,9 @@ def test_redis_away_is_bus_unavailable_and_the_password_is_not_shown() -> None:
 
 def test_a_wrong_password_is_an_error_that_does_not_show_it(settings: RedisSettings) -> None:
     secret = "not-the-password-42"
-    wrong = RedisSettings(host=settings.host, port=settings.port, db=settings.db, password=secret,
-                          namespace=settings.namespace)
+    wrong = RedisSettings(
+        host=settings.host, port=settings.port, db=settings.db, password=secret, namespace=settings.namespace
+    )
     with pytest.raises(Exception) as e:
         scan.enqueue(wrong, make_jobs(1))
     assert secret not in str(e.value)

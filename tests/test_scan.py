@@ -39,8 +39,9 @@ class Tree:
         st = os.stat(self.input / "chains" / rel)
         return f"{st.st_size}-{st.st_mtime_ns}"
 
-    def add_output(self, rel: str, rows: tuple[int, int] | None = None, model: str = MODEL,
-                   fingerprint: str | None = None) -> Path:
+    def add_output(
+        self, rel: str, rows: tuple[int, int] | None = None, model: str = MODEL, fingerprint: str | None = None
+    ) -> Path:
         """The output a worker would have written for input ``chains/<rel>``."""
         fp = fingerprint or self.fingerprint(rel)
         job = Job.create(f"chains/{rel}", fp, model, rows)
@@ -56,8 +57,14 @@ class Tree:
 
     def raw(self, rows_per_part: int = 1000, subreddits: list[str] | None = None) -> tuple[Any, Any]:
         """The Rust and the Python scanner's raw results (Rust without cache)."""
-        rust = scan._core.scan(str(self.input), str(self.output), MODEL, rows_per_part=rows_per_part,
-                               subreddits=subreddits, use_cache=False)
+        rust = scan._core.scan(
+            str(self.input),
+            str(self.output),
+            MODEL,
+            rows_per_part=rows_per_part,
+            subreddits=subreddits,
+            use_cache=False,
+        )
         py = pyscan.scan(self.input, self.output, MODEL, rows_per_part=rows_per_part, subreddits=subreddits)
         return rust, py
 

@@ -104,8 +104,9 @@ def test_problems_are_listed_with_their_path_and_the_report_written(
     assert data["totals"]["errors"] == 1 and [s["name"] for s in data["subreddits"]] == ["cats", "dogs"]
 
 
-def test_bad_arguments_exit_2_with_a_message(tree: Tree, capsys: pytest.CaptureFixture[str],
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_arguments_exit_2_with_a_message(
+    tree: Tree, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("EMBEDFLEET_REDIS_URL", raising=False)
     assert cli(*base(tree)) == 2
     assert "--redis-url" in capsys.readouterr().err

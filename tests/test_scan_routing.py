@@ -23,7 +23,12 @@ def test_subreddit_globs_match_case_insensitively_and_the_first_wins() -> None:
 def test_sizes_pick_the_largest_threshold_reached() -> None:
     r = Routes.parse(sizes=["1M=medium", "1G=huge", "100=small"])
     assert [r.lane("x", n) for n in (99, 100, 1 << 20, (1 << 30) - 1, 1 << 30)] == [
-        "default", "small", "medium", "medium", "huge"]
+        "default",
+        "small",
+        "medium",
+        "medium",
+        "huge",
+    ]
     assert r.lanes() == ["default", "huge", "medium", "small"]
 
 
@@ -32,8 +37,9 @@ def test_subreddit_rules_come_before_size_rules() -> None:
     assert (r.lane("cats", 10**9), r.lane("dogs", 10**9)) == ("pets", "big")
 
 
-@pytest.mark.parametrize("text,value", [("0", 0), ("2048", 2048), ("4K", 4096), ("3m", 3 << 20), ("2GiB", 2 << 30),
-                                        ("1 TB", 1 << 40)])
+@pytest.mark.parametrize(
+    "text,value", [("0", 0), ("2048", 2048), ("4K", 4096), ("3m", 3 << 20), ("2GiB", 2 << 30), ("1 TB", 1 << 40)]
+)
 def test_sizes_parse_with_units(text: str, value: int) -> None:
     assert parse_size(text) == value
 
