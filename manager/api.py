@@ -65,10 +65,18 @@ def _error(status: int, error: str, detail: str | None = None, **headers: str) -
 class Guard:
     """ASGI middleware: Host check, token check, action header check."""
 
-    def __init__(self, app: ASGIApp, token: str | None, allowed_hosts: tuple[str, ...] | None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: str | None,
+        allowed_hosts: tuple[str, ...] | None,
+        stopping: threading.Event | None = None,
+    ) -> None:
         self.app = app
         self.token = token
         self.allowed_hosts = allowed_hosts
+        self.stopping = stopping or threading.Event()
+        """Set when the server shuts down: open event streams end at once."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -131,6 +139,7 @@ def _float_param(request: Request, name: str, default: float, lo: float, hi: flo
 def create_app(hub: StatusHub, token: str | None = None, allowed_hosts: tuple[str, ...] | None = None) -> ASGIApp:
     """The ASGI app. ``allowed_hosts`` restricts the ``Host`` header."""
     spec = document()
+    stopping = threading.Event()
 
     def status(_: Request) -> Response:
         return JSONResponse(hub.status())
@@ -157,8 +166,7 @@ def create_app(hub: StatusHub, token: str | None = None, allowed_hosts: tuple[st
         return JSONResponse(result)
 
     def prometheus(_: Request) -> Response:
-        status = hub.status()
-        workers = hub.workers() if status["bus"].get("reachable") else []
+        status, workers = hub.status_and_workers()
         return PlainTextResponse(metrics.render(status, workers), media_type=metrics.CONTENT_TYPE)
 
     def openapi(_: Request) -> Response:
@@ -171,7 +179,7 @@ def create_app(hub: StatusHub, token: str | None = None, allowed_hosts: tuple[st
         interval = _float_param(request, "interval", 1.0, 0.2, 10.0)
         limit = _int_param(request, "max_events", None, 1, 1_000_000)
         return StreamingResponse(
-            _events(request, hub, interval, limit),
+            _events(request, hub, interval, limit, stopping),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
@@ -193,12 +201,14 @@ def create_app(hub: StatusHub, token: str | None = None, allowed_hosts: tuple[st
         BusUnavailable: lambda _r, e: _error(503, "unavailable", str(e)),
     }
     app = Starlette(routes=routes, exception_handlers=handlers)  # type: ignore[arg-type]
-    return Guard(app, token, allowed_hosts)
+    return Guard(app, token, allowed_hosts, stopping)
 
 
-async def _events(request: Request, hub: StatusHub, interval: float, limit: int | None) -> Any:
+async def _events(
+    request: Request, hub: StatusHub, interval: float, limit: int | None, stopping: threading.Event
+) -> Any:
     sent = 0
-    while limit is None or sent < limit:
+    while (limit is None or sent < limit) and not stopping.is_set():
         try:
             snap = await run_in_threadpool(hub.snapshot)
             yield f"event: snapshot\nid: {sent}\ndata: {json.dumps(snap, separators=(',', ':'))}\n\n"
@@ -209,7 +219,9 @@ async def _events(request: Request, hub: StatusHub, interval: float, limit: int 
             return
         if await request.is_disconnected():
             return
-        await asyncio.sleep(interval)
+        deadline = time.monotonic() + interval
+        while time.monotonic() < deadline and not stopping.is_set():
+            await asyncio.sleep(min(0.1, interval))
 
 
 class ApiServer:
@@ -259,6 +271,9 @@ class ApiServer:
         return self
 
     def stop(self, timeout_s: float = 5.0) -> None:
+        app = self.server.config.app
+        if isinstance(app, Guard):
+            app.stopping.set()
         self.server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout_s)

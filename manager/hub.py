@@ -85,6 +85,11 @@ class StatusHub:
 
     def status(self) -> dict[str, Any]:
         """Run stage and progress, fleet counters, controls, lanes."""
+        return self.status_and_workers()[0]
+
+    def status_and_workers(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Status and the worker list from one read of the registry."""
+        workers: list[dict[str, Any]] = []
         try:
             workers = self.fleet.workers(self._rates())
             bus = {
@@ -98,7 +103,7 @@ class StatusHub:
             }
         except (BusUnavailable, redis.exceptions.RedisError) as e:
             bus = {"reachable": False, "error": self.redactor.text(str(e))}
-        return self.redactor.scrub({"run": self.run.run_status() or None, "bus": bus})
+        return self.redactor.scrub({"run": self.run.run_status() or None, "bus": bus}), workers
 
     def workers(self) -> list[dict[str, Any]]:
         return self.fleet.workers(self._rates())
@@ -111,11 +116,11 @@ class StatusHub:
 
     def snapshot(self) -> dict[str, Any]:
         """Everything the dashboard shows, in one message."""
-        status = self.status()
+        status, workers = self.status_and_workers()
         reachable = status["bus"].get("reachable", False)
         return {
             "status": status,
-            "workers": self.workers() if reachable else [],
+            "workers": workers,
             "failed": self.failed(20) if reachable else [],
             "throughput": self.throughput(),
         }

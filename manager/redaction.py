@@ -38,6 +38,13 @@ _KEY_SHAPES = re.compile(
     r"|AIza[0-9A-Za-z_-]{30,}"  # Google API key
     r")"
 )
+_MAYBE = re.compile(
+    r"://|sk-|gh[pousr]_|github_pat_|hf_|AKIA|xox[abprs]-|AIza|bearer|token|basic|password|passwd|pwd|secret"
+    r"|api[_-]?key|auth",
+    re.IGNORECASE,
+)
+"""Cheap pre-check: text none of the patterns below could match (most paths,
+ids and numbers) skips them. Keep it a superset of every pattern."""
 _BEARER = re.compile(r"(?i)\b(bearer|token|basic)(\s+)[A-Za-z0-9._~+/=-]{8,}")
 _PAIR = re.compile(
     r"(?i)\b((?:[a-z_]*_)?(?:password|passwd|pwd|token|secret|api[_-]?key|auth)[\"']?\s*[=:]\s*[\"']?)"
@@ -61,14 +68,31 @@ class Redactor:
             known.update(secrets_from_env())
         # Longest first, so a secret containing another is masked whole.
         self._secrets = sorted(known, key=len, reverse=True)
+        self._memo: dict[str, str] = {}
+        """Short strings seen before (field names, worker ids, types): most of
+        a journal record, redacted once."""
 
     def add(self, secret: str | None) -> None:
         """Learn one more secret value (e.g. a token read after start-up)."""
         if secret and secret not in self._secrets:
             self._secrets = sorted([*self._secrets, secret], key=len, reverse=True)
+            self._memo = {}
 
     def text(self, value: str) -> str:
         """``value`` with every secret replaced by ``***``."""
+        short = len(value) <= 64
+        if short and value in self._memo:
+            return self._memo[value]
+        out = self._redact(value)
+        if short:
+            if len(self._memo) >= 8192:
+                self._memo.clear()
+            self._memo[value] = out
+        return out
+
+    def _redact(self, value: str) -> str:
+        if not _MAYBE.search(value) and not any(s in value for s in self._secrets):
+            return value
         out = redact(value, self._secrets)
         out = _KEY_SHAPES.sub(MASK, out)
         out = _BEARER.sub(lambda m: f"{m[1]}{m[2]}{MASK}", out)

@@ -132,6 +132,8 @@ def test_dashboard_follows_a_live_run_and_pause_stops_dispatch(
         wait_until("the page shows the fleet paused", lambda: browser.find_element(By.ID, "controls").text == "paused")
         assert "paused" in browser.find_element(By.ID, "toast").text
         wait_until("running jobs finish", lambda: all(w.record.state == "paused" for w in workers))
+        stats = lambda: {k.decode(): int(v) for k, v in redis_client.hgetall("eftest:stats").items()}  # noqa: E731
+        wait_until("the page catches up", lambda: resolved(browser) == stats()["done"] + stats().get("dead", 0))
         before, shown = entries_read(redis_client), resolved(browser)
         time.sleep(1.5)
         assert entries_read(redis_client) == before, "a job was dispatched while paused"
