@@ -48,7 +48,10 @@ def run_panel(run: dict[str, Any] | None, bus: dict[str, Any]) -> Panel:
     bar = Table.grid(padding=(0, 1))
     bar.add_row(
         ProgressBar(total=1.0, completed=ratio, width=50),
-        Text(f"{resolved}/{planned} jobs ({ratio:.1%})  ETA {_duration(run.get('eta_s'))}"),
+        Text(
+            f"{resolved}/{planned} jobs ({ratio:.1%})  "
+            + ("finished" if run.get("final") else f"ETA {_duration(run.get('eta_s'))}")
+        ),
     )
     counts = Text(
         f"done {jobs.get('done', 0)}  skipped {jobs.get('skipped', 0)}  "
