@@ -183,12 +183,16 @@ class Fleet:
     Redis that lost its tail, then a reconcile, brings work back)."""
     members: list[tuple[Managed, Mapping[str, str]]] = field(default_factory=list)
 
-    def _start(self, i: int, n: int) -> tuple[Managed, Mapping[str, str]]:
-        env = self.env_for(n)
+    starts: int = 0
+
+    def _start(self, i: int) -> tuple[Managed, Mapping[str, str]]:
+        """Start member ``i``; ``env_for`` gets how many members were started before."""
+        env = self.env_for(self.starts)
+        self.starts += 1
         return self.run.start_worker(f"s{i}-", env), env
 
     def start(self) -> None:
-        self.members = [self._start(i, i) for i in range(self.size)]
+        self.members = [self._start(i) for i in range(self.size)]
 
     def supervise(self, timeout_s: float, until: Callable[[], bool] | None = None) -> FleetResult:
         """Restart killed members until every member exited 0 (burst done) and ``until`` holds."""
@@ -202,14 +206,14 @@ class Fleet:
                     if rc < 0:
                         res.killed_at[env.get(FAULT_POINT, "signal")] += 1
                     res.restarts += 1
-                    self.members[i] = self._start(i, self.size + res.restarts)
+                    self.members[i] = self._start(i)
             if all(m.returncode() == 0 for m, _ in self.members):
                 if done():
                     res.finished = True
                     break
                 if self.respawn_idle and res.respawned < self.size * 3:
                     res.respawned += self.size
-                    self.members = [self._start(i, i) for i in range(self.size)]
+                    self.members = [self._start(i) for i in range(self.size)]
             time.sleep(0.05)
         res.seconds = time.monotonic() - t0
         return res

@@ -68,8 +68,9 @@ class WorkerKind:
             model = ["--device", "cpu", "--precision", "fp32", "--threads", "1"]
             return [sys.executable, "-m", "workers.mps", *common, "--embedder", embedder, *model]
         if self.name == "rust":
-            extra = ["--embedder", "hash"] if self.embedder == "hash" else ["--model-dir", str(ONNX_DIR)]
-            return [str(RUST_BIN), *common, *extra]
+            if self.embedder != "model":
+                raise ValueError("the Rust worker has no stand-in embedder: run it with the model")
+            return [str(RUST_BIN), *common, "--model-dir", str(ONNX_DIR), "--threads", "1"]
         raise ValueError(f"unknown worker kind {self.name!r}")
 
     def env(self) -> dict[str, str]:

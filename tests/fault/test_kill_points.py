@@ -38,7 +38,7 @@ def kill_run(
 def test_kill9_at_every_write_point_loses_nothing_and_counts_nothing_twice(
     make_run: RunFactory, references: References, corpus: Corpus, kind: WorkerKind
 ) -> None:
-    kill_run(make_run, references, corpus, kind, every=7, per_point=3)
+    kill_run(make_run, references, corpus, kind, every=10, per_point=3)
 
 
 @pytest.mark.slow
@@ -46,4 +46,4 @@ def test_kill9_at_every_write_point_loses_nothing_and_counts_nothing_twice(
 def test_kill9_with_the_real_model_matches_a_fault_free_run(
     make_run: RunFactory, references: References, corpus: Corpus, kind: WorkerKind
 ) -> None:
-    kill_run(make_run, references, corpus, kind, every=30, per_point=1)
+    kill_run(make_run, references, corpus, kind, every=50, per_point=1)
