@@ -205,7 +205,10 @@ class Coordinator:
 
     # -- public, thread-safe --------------------------------------------
     def run(self, cluster: ClusterFn | None = None, jobs: list[Job] | None = None) -> RunSummary:
-        """Run to the end; never raises for a failed run (see the summary)."""
+        """Run to the end; never raises for a failed run (see the summary).
+        A coordinator drives one run: make a new one for the next."""
+        if self.machine.stage != Stage.INIT:
+            raise RuntimeError(f"run {self.run_id} was already started; create a new Coordinator")
         self._cluster_fn = cluster
         self._t0 = time.monotonic()
         self.journal.write("run_started", f"run {self.run_id} started", data=self._config(), sync=True)

@@ -292,3 +292,11 @@ def test_a_run_scans_the_input_tree_itself(settings: RedisSettings, tmp_path: Pa
     assert any(r["type"] == "scan_error" and r["level"] == "error" for r in recs)
     scan = next(r for r in recs if r["type"] == "scan_finished")
     assert scan["counters"]["jobs"] == len(paths) and scan["data"]["report"]["totals"]
+
+
+def test_a_coordinator_drives_one_run(settings: RedisSettings, tmp_path: Path, fleet: list[FakeWorker]) -> None:
+    fleet.append(FakeWorker(settings, "w").start())
+    co = coordinator(settings, tmp_path)
+    co.run(jobs=make_jobs(1))
+    with pytest.raises(RuntimeError, match="already started"):
+        co.run(jobs=make_jobs(1))
