@@ -248,30 +248,39 @@ def scaling(smoke: bool) -> list[dict[str, Any]]:
 
 
 def plot(points: list[dict[str, Any]], path: Path) -> None:
+    """Throughput against ideal (left) and efficiency with the 90% target (right)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
 
     sizes = [p["size"] for p in points]
-    measured = [p["rows_per_s"] for p in points]
-    ideal = [p["ideal_rows_per_s"] for p in points]
-    linear = [p["linear_rows_per_s"] for p in points]
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    ax.plot(sizes, ideal, "--", color="grey", label="ideal (N sleeping workers, no bus)")
-    ax.plot(sizes, linear, ":", color="tab:blue", label="N x measured 1-worker fleet")
-    ax.plot(sizes, measured, "o-", color="tab:orange", label="measured (median of repeats)")
-    for s, m, i in zip(sizes, measured, ideal, strict=True):
-        ax.annotate(f"{100 * m / i:.0f}%", (s, m), textcoords="offset points", xytext=(0, -14), ha="center",
-                    fontsize=8)  # fmt: skip
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log", base=2)
-    ax.set_xticks(sizes, [str(s) for s in sizes])
-    ax.set_xlabel("simulated workers")
-    ax.set_ylabel("rows per second")
-    ax.set_title("Fleet scaling: embedder sleeping per row, one Redis")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2), dpi=120)
+    left.plot(sizes, [p["ideal_rows_per_s"] for p in points], "--", color="grey", label="ideal: N sleeping workers")
+    left.plot(sizes, [p["rows_per_s"] for p in points], "o-", color="tab:orange", label="measured (median)")
+    left.set_xscale("log", base=2)
+    left.set_yscale("log", base=2)
+    left.set_ylabel("rows per second")
+    left.set_title("Throughput")
+    left.yaxis.set_major_formatter(ScalarFormatter())
+    right.axhline(90, color="tab:red", lw=1, label="target: 90% of ideal")
+    right.plot(sizes, [100 * statistics.median(p["effs"]) for p in points], "o-", color="tab:orange",
+               label="% of ideal (median, min-max)")  # fmt: skip
+    right.fill_between(sizes, [100 * min(p["effs"]) for p in points], [100 * max(p["effs"]) for p in points],
+                       color="tab:orange", alpha=0.2)  # fmt: skip
+    right.plot(sizes, [100 * statistics.median(p["bus"]) for p in points], "s:", color="tab:blue",
+               label="% of zero-cost list schedule")  # fmt: skip
+    right.set_xscale("log", base=2)
+    right.set_ylim(80, 101)
+    right.set_ylabel("% of ideal")
+    right.set_title("Efficiency")
+    for ax in (left, right):
+        ax.set_xticks(sizes, [str(s) for s in sizes])
+        ax.set_xlabel("simulated workers (processes)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8, loc="lower left" if ax is right else "upper left")
+    fig.suptitle(f"Fleet scaling on one Redis: embedder sleeping {points[0]['ms_per_row']:g} ms per row")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
