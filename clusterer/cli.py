@@ -1,6 +1,6 @@
 """``python -m clusterer``: cluster every embedding of a run and write a report.
 
-Exit codes: 0 done; 2 bad arguments; 3 the run is incomplete (refused);
+Exit codes: 0 done; 2 bad arguments (or a run that needs --model); 3 the run is incomplete (refused);
 4 nothing to cluster; 5 the remote job failed; 6 the bus is unreachable.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bus.errors import BusUnavailable
 from bus.settings import ENV_NAMESPACE, ENV_URL
-from clusterer.completeness import IncompleteRun, NothingToCluster
+from clusterer.completeness import AmbiguousRun, IncompleteRun, NothingToCluster
 from clusterer.config import DEFAULT_QUEUE, DEVICES, DTYPES, REDUCERS, ClusterConfig, roots_from_env
 from clusterer.progress import Progress
 
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--map-points", type=int, default=d.map_points, help="points drawn on map.png (0: no map)")
     q = p.add_argument_group("remote (RQ)")
     q.add_argument(
-        "--remote", action="store_true", help="enqueue on RQ for a host running `python -m clusterer.worker`"
+        "--remote", action="store_true", help="enqueue on RQ for a host running `rq worker -S json embedfleet-cluster`"
     )
     q.add_argument("--queue", default=DEFAULT_QUEUE, help="RQ queue (default %(default)s)")
     q.add_argument("--no-wait", action="store_true", help="with --remote: return once enqueued")
@@ -80,6 +80,8 @@ def config_from_args(a: argparse.Namespace) -> ClusterConfig:
     output_root = a.output_root or a.data_root or env_out
     if not input_root or not output_root:
         raise ValueError("say where the data is: --data-root, or --input-root and --output-root")
+    if a.remote and not a.redis_url:
+        raise ValueError("--remote needs --redis-url (or EMBEDFLEET_REDIS_URL)")
     dims = a.dims if a.dims is not None else (10 if a.reducer == "pca" else 5)
     cfg = ClusterConfig(
         input_root=Path(input_root).resolve(),
@@ -134,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     except NothingToCluster as e:
         print(f"clusterer: {e}", file=sys.stderr)
         return EXIT_EMPTY
+    except AmbiguousRun as e:
+        print(f"clusterer: {e}", file=sys.stderr)
+        return 2
     except BusUnavailable as e:
         print(f"clusterer: {e}", file=sys.stderr)
         return EXIT_BUS

@@ -32,6 +32,10 @@ class NothingToCluster(Exception):
     """No embeddings at all: nothing was embedded yet, or the roots are wrong."""
 
 
+class AmbiguousRun(Exception):
+    """The run cannot be read as given (several models, a bad checkpoint file)."""
+
+
 @dataclass
 class Completeness:
     """What can be clustered, and what stands in the way of a complete run."""
@@ -74,11 +78,14 @@ def read_checkpoint(path: Path) -> list[str] | None:
     """Subreddit names from a checkpoint file: a JSON list, or ``{"subreddits": [...]}``."""
     if not path.is_file():
         return None
-    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise AmbiguousRun(f"{path}: not JSON ({e})") from None
     if isinstance(data, dict):
         data = data.get("subreddits", [])
     if not isinstance(data, list) or not all(isinstance(s, str) for s in data):
-        raise ValueError(f"{path}: expected a JSON list of subreddit names")
+        raise AmbiguousRun(f"{path}: expected a JSON list of subreddit names")
     return data
 
 
@@ -107,7 +114,7 @@ def choose_model(catalog: Catalog, wanted: str | None, local: str | None) -> str
         return next(iter(found))
     if local and local in found:
         return local
-    raise ValueError(f"outputs of several models found ({', '.join(sorted(found))}): choose one with --model")
+    raise AmbiguousRun(f"outputs of several models found ({', '.join(sorted(found))}): choose one with --model")
 
 
 def cover(parts: list[EmbeddingPart], rows: int) -> tuple[list[EmbeddingPart], list[str]]:

@@ -67,7 +67,7 @@ class ClusterConfig:
     dtype: str = "float32"
     top_words: int = 10
     representatives: int = 5
-    map_points: int = 50_000
+    map_points: int = 15_000
     subreddits_list: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
@@ -17,8 +17,15 @@ from typing import TextIO
 class Progress:
     """Announces steps and their durations; counts work inside a step."""
 
-    def __init__(self, stream: TextIO | None = None, every_s: float = 2.0, quiet: bool = False) -> None:
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        every_s: float = 2.0,
+        quiet: bool = False,
+        sink: Callable[[str], None] | None = None,
+    ) -> None:
         self.stream = stream if stream is not None else sys.stderr
+        self.sink = sink
         self.every_s = every_s
         self.quiet = quiet
         self.timings: dict[str, float] = {}
@@ -26,9 +33,12 @@ class Progress:
         self._last = 0.0
 
     def say(self, message: str) -> None:
+        """One progress line (also handed to the sink, e.g. an RQ job's meta)."""
+        line = f"[cluster {time.monotonic() - self._t0:7.1f}s] {message}"
         if not self.quiet:
-            elapsed = time.monotonic() - self._t0
-            print(f"[cluster {elapsed:7.1f}s] {message}", file=self.stream, flush=True)
+            print(line, file=self.stream, flush=True)
+        if self.sink is not None:
+            self.sink(line)
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:

