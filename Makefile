@@ -50,7 +50,7 @@ manager: setup
 
 ## HDBSCAN over all embeddings, with a report.
 cluster: setup
-	$(PY) -m clusterer $(ARGS)
+	$(PY) -m clusterer $(if $(REMOTE),--remote) $(ARGS)
 
 worker-rust: setup-rust
 
