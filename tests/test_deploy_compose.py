@@ -389,8 +389,9 @@ def test_cluster_survives_a_killed_worker_and_a_redis_restart(cluster: Cluster, 
     tar, inputs = corpus_tar(tmp_path / "corpus")
     # Load the corpus into the data volume as the images' unprivileged user.
     c.compose("run", "--rm", "--no-deps", "-T", "--entrypoint", "tar", "manager", "-x", "-C", "/data", stdin=tar)
-    c.compose("up", "-d", timeout=600)
-    c.compose("up", "-d", "--scale", "worker-python=1", "--scale", "worker-rust=2", timeout=300)
+    # Two replicas of the Rust worker: the workers scale with --scale.
+    c.compose("up", "-d", "--scale", "worker-python=1", "--scale", "worker-rust=2", timeout=600)
+    assert len(c.container_ids("worker-rust")) == 2
 
     # A worker container killed while it holds a job ...
     victim = wait_for("a worker to hold a job", lambda: busy_worker_container(c), 300, 0.5)
