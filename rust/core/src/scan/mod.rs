@@ -32,7 +32,7 @@ use rayon::prelude::*;
 use thiserror::Error;
 
 pub use cache::{CacheLoad, FooterCache, CACHE_DIR, CACHE_FILE};
-use discover::discover;
+use discover::{discover, DirPair, Tree};
 use pair::{scan_pair, PairCtx, PairResult};
 pub use walk::Stamp;
 
@@ -209,22 +209,52 @@ fn scan_in_pool(
         rows_per_part: opts.rows_per_part,
         cache: &cache,
     };
-    let results: Vec<Option<PairResult>> = tree
-        .pairs
+    let results = scan_pairs(&ctx, &tree.pairs, progress);
+    let (mut out, scanned) = assemble(&tree, results, issues);
+    out.stats.output_footers_read = cache.output_footers_read.load(Ordering::Relaxed);
+    out.stats.input_footers_read = cache.input_footers_read.load(Ordering::Relaxed);
+    out.stats.cache_hits = cache.hits.load(Ordering::Relaxed);
+    out.stats.cache_load = cache_load;
+    if opts.use_cache && !out.cancelled {
+        let path = cache_path(&opts.output_root);
+        match cache.save(&path, &scanned) {
+            Ok(saved) => out.stats.cache_saved = saved,
+            Err(e) => out.stats.cache_error = Some(format!("{}: {e}", path.display())),
+        }
+    }
+    out.stats.seconds = t0.elapsed().as_secs_f64();
+    Ok(out)
+}
+
+/// Scan every pair in parallel; `None` for the pairs skipped after a cancel.
+fn scan_pairs(
+    ctx: &PairCtx<'_>,
+    pairs: &[DirPair],
+    progress: &Progress,
+) -> Vec<Option<PairResult>> {
+    pairs
         .par_iter()
         .map(|p| {
             if progress.cancel.load(Ordering::Relaxed) {
                 return None;
             }
-            let r = scan_pair(&ctx, p);
+            let r = scan_pair(ctx, p);
             progress
                 .files_seen
                 .fetch_add(r.counts.files, Ordering::Relaxed);
             progress.dirs_done.fetch_add(1, Ordering::Relaxed);
             Some(r)
         })
-        .collect();
-    let cancelled = results.iter().any(Option::is_none);
+        .collect()
+}
+
+/// Gather the pairs' results in scan order; also returns the directories
+/// listed completely (the cache may forget what they no longer hold).
+fn assemble(
+    tree: &Tree,
+    results: Vec<Option<PairResult>>,
+    issues: Vec<Issue>,
+) -> (ScanOutcome, HashSet<String>) {
     let mut out = ScanOutcome {
         jobs: Vec::new(),
         subreddits: tree
@@ -240,15 +270,15 @@ fn scan_in_pool(
         stats: ScanStats {
             dirs: tree.pairs.len() as u64,
             files: 0,
-            output_footers_read: cache.output_footers_read.load(Ordering::Relaxed),
-            input_footers_read: cache.input_footers_read.load(Ordering::Relaxed),
-            cache_hits: cache.hits.load(Ordering::Relaxed),
-            cache_load,
+            output_footers_read: 0,
+            input_footers_read: 0,
+            cache_hits: 0,
+            cache_load: CacheLoad::Disabled,
             cache_saved: false,
             cache_error: None,
             seconds: 0.0,
         },
-        cancelled,
+        cancelled: results.iter().any(Option::is_none),
     };
     let mut scanned = HashSet::new();
     for (pair, r) in tree.pairs.iter().zip(results) {
@@ -264,15 +294,5 @@ fn scan_in_pool(
     }
     out.issues
         .sort_by(|a, b| (&a.path, &a.problem).cmp(&(&b.path, &b.problem)));
-    if opts.use_cache && !cancelled {
-        match cache.save(&cache_path(&opts.output_root), &scanned) {
-            Ok(saved) => out.stats.cache_saved = saved,
-            Err(e) => {
-                out.stats.cache_error =
-                    Some(format!("{}: {e}", cache_path(&opts.output_root).display()))
-            }
-        }
-    }
-    out.stats.seconds = t0.elapsed().as_secs_f64();
-    Ok(out)
+    (out, scanned)
 }

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use super::diff::{diff_input, DiffCtx, OutputFile, Status, Verdict};
 use super::discover::DirPair;
 use super::names::parse_part;
-use super::walk::{parquet_files, Listing};
+use super::walk::{parquet_files, FileStat, Listing};
 use super::{FooterCache, Issue, PlannedJob, SubredditCounts};
 use crate::constants::{INPUT_DIR, OUTPUT_DIR};
 use crate::job::{job_id, output_path};
@@ -78,6 +78,53 @@ fn outputs_of(owned: &[(usize, OutputFile)], i: usize) -> Vec<OutputFile> {
         .collect()
 }
 
+/// What one input contributes: its verdict and the jobs it needs.
+struct InputResult {
+    status: Status,
+    jobs: Vec<PlannedJob>,
+    issues: Vec<Issue>,
+}
+
+/// Diff one input and turn what it needs into jobs (ids and output paths as
+/// `Job::create` derives them).
+fn plan_input(
+    dctx: &DiffCtx<'_>,
+    pair: &DirPair,
+    in_rel: &str,
+    f: &FileStat,
+    outputs: &[OutputFile],
+) -> InputResult {
+    let Verdict {
+        status,
+        jobs: needed,
+        mut issues,
+    } = diff_input(dctx, f, outputs);
+    let mut jobs = Vec::with_capacity(needed.len());
+    if !needed.is_empty() {
+        let path = format!("{in_rel}/{}", f.name);
+        let fp = f.stamp.fingerprint();
+        for j in needed {
+            match output_path(&path, j.rows) {
+                Ok(out) => jobs.push(PlannedJob {
+                    rank: pair.rank,
+                    id: job_id(&path, j.rows, &fp, dctx.model),
+                    path: path.clone(),
+                    out,
+                    rows: j.rows,
+                    fingerprint: fp.clone(),
+                    bytes: j.bytes,
+                }),
+                Err(e) => issues.push(Issue::new(&dctx.in_dir.join(&f.name), e.to_string())),
+            }
+        }
+    }
+    InputResult {
+        status,
+        jobs,
+        issues,
+    }
+}
+
 pub fn scan_pair(ctx: &PairCtx<'_>, pair: &DirPair) -> PairResult {
     let in_rel = format!("{INPUT_DIR}/{}/{}", pair.suffix, pair.subreddit);
     let out_rel = format!("{OUTPUT_DIR}/{}/{}", pair.suffix, pair.subreddit);
@@ -91,11 +138,11 @@ pub fn scan_pair(ctx: &PairCtx<'_>, pair: &DirPair) -> PairResult {
     res.issues.extend(inputs.issues.iter().cloned());
     res.issues.extend(outputs.issues.iter().cloned());
     let (owned, orphans) = match_outputs(&inputs, outputs);
-    let dir_key = format!("{}/{}", pair.suffix, pair.subreddit);
     res.orphans = orphans
         .into_iter()
         .map(|n| format!("{out_rel}/{n}"))
         .collect();
+    let dir_key = format!("{}/{}", pair.suffix, pair.subreddit);
     let dctx = DiffCtx {
         model: ctx.model,
         rows_per_part: ctx.rows_per_part,
@@ -103,39 +150,22 @@ pub fn scan_pair(ctx: &PairCtx<'_>, pair: &DirPair) -> PairResult {
         in_dir: &in_dir,
         out_dir: &out_dir,
     };
-    let verdicts: Vec<Verdict> = inputs
+    let planned: Vec<InputResult> = inputs
         .files
         .par_iter()
         .enumerate()
-        .map(|(i, f)| diff_input(&dctx, f, &outputs_of(&owned, i)))
+        .map(|(i, f)| plan_input(&dctx, pair, &in_rel, f, &outputs_of(&owned, i)))
         .collect();
-    for (f, v) in inputs.files.iter().zip(verdicts) {
+    for r in planned {
         res.counts.files += 1;
-        res.issues.extend(v.issues);
-        match v.status {
+        match r.status {
             Status::UpToDate => res.counts.up_to_date += 1,
             Status::Missing => res.counts.missing += 1,
             Status::Modified => res.counts.modified += 1,
             Status::Unreadable => {}
         }
-        let path = format!("{in_rel}/{}", f.name);
-        let fp = f.stamp.fingerprint();
-        for j in v.jobs {
-            match output_path(&path, j.rows) {
-                Ok(out) => res.jobs.push(PlannedJob {
-                    rank: pair.rank,
-                    id: job_id(&path, j.rows, &fp, ctx.model),
-                    path: path.clone(),
-                    out,
-                    rows: j.rows,
-                    fingerprint: fp.clone(),
-                    bytes: j.bytes,
-                }),
-                Err(e) => res
-                    .issues
-                    .push(Issue::new(&in_dir.join(&f.name), e.to_string())),
-            }
-        }
+        res.issues.extend(r.issues);
+        res.jobs.extend(r.jobs);
     }
     res.counts.split_parts = res.jobs.iter().filter(|j| j.rows.is_some()).count() as u64;
     res.counts.jobs = res.jobs.len() as u64;
