@@ -1,0 +1,277 @@
+//! From texts to embeddings: exact deduplication within a job, then
+//! length-sorted batches under a token budget (padding waste dominates CPU
+//! cost otherwise), run through the model.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use embedfleet_core::constants::{EMBEDDING_DIM, MAX_SEQ_LENGTH};
+
+use crate::error::Result;
+use crate::limits::MemoryBudget;
+use crate::model::OnnxModel;
+use crate::tokenize::TextTokenizer;
+
+/// Tokens per batch on a CPU by default (measured in `bench/bench_rust_worker.py`).
+pub const DEFAULT_TOKEN_BUDGET: usize = 8192;
+/// The smallest budget: one text of the longest length.
+pub const MIN_TOKEN_BUDGET: usize = MAX_SEQ_LENGTH;
+/// Most texts in one batch, whatever their length.
+pub const MAX_BATCH: usize = 1024;
+
+/// Embeddings of `n` texts (row-major `n x 384`) and which were truncated.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Encoded {
+    pub embeddings: Vec<f32>,
+    pub truncated: Vec<bool>,
+}
+
+/// A loaded model that turns distinct texts into normalised embeddings.
+pub trait Embedder {
+    fn model_id(&self) -> &str;
+    fn device(&self) -> &str;
+    fn precision(&self) -> &str;
+    fn encode(&mut self, texts: &[&str]) -> Result<Encoded>;
+}
+
+/// Peak activation bytes per token of one MiniLM layer at a padded length
+/// (hidden copies, the intermediate projection, the attention scores).
+pub fn bytes_per_token(seq_len: usize) -> u64 {
+    4 * (8 * 384 + 2 * 1536 + 3 * 12 * seq_len as u64)
+}
+
+/// Cut `order` (indices, longest first) into batches: each holds as many
+/// texts as fit `budget(seq_len)` tokens at the length of its longest text.
+pub fn plan_batches(
+    lengths: &[usize],
+    max_batch: usize,
+    budget: impl Fn(usize) -> usize,
+) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+    let mut batches = Vec::new();
+    let mut pos = 0;
+    while pos < order.len() {
+        let seq_len = lengths[order[pos]].max(1);
+        let count = (budget(seq_len) / seq_len)
+            .clamp(1, max_batch)
+            .min(order.len() - pos);
+        batches.push(order[pos..pos + count].to_vec());
+        pos += count;
+    }
+    batches
+}
+
+/// The real embedder: tokenizer plus ONNX Runtime session.
+pub struct OnnxEmbedder {
+    tokenizer: TextTokenizer,
+    model: OnnxModel,
+    model_id: String,
+    token_budget: usize,
+    memory: MemoryBudget,
+}
+
+impl OnnxEmbedder {
+    pub fn new(
+        tokenizer: TextTokenizer,
+        model: OnnxModel,
+        model_id: String,
+        token_budget: usize,
+        memory: MemoryBudget,
+    ) -> Self {
+        OnnxEmbedder {
+            tokenizer,
+            model,
+            model_id,
+            token_budget: token_budget.max(MIN_TOKEN_BUDGET),
+            memory,
+        }
+    }
+}
+
+impl Embedder for OnnxEmbedder {
+    fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    fn device(&self) -> &str {
+        self.model.device.name()
+    }
+
+    fn precision(&self) -> &str {
+        self.model.precision.name()
+    }
+
+    fn encode(&mut self, texts: &[&str]) -> Result<Encoded> {
+        let tokens = self.tokenizer.encode(texts)?;
+        let lengths: Vec<usize> = tokens.iter().map(|t| t.ids.len()).collect();
+        let (wanted, memory) = (self.token_budget, self.memory);
+        let budget =
+            |seq_len: usize| memory.fit(wanted, bytes_per_token(seq_len), MIN_TOKEN_BUDGET, 0.25);
+        let mut out = vec![0f32; texts.len() * EMBEDDING_DIM];
+        for batch in plan_batches(&lengths, MAX_BATCH, budget) {
+            let ids: Vec<&[u32]> = batch.iter().map(|&i| tokens[i].ids.as_slice()).collect();
+            let vectors = self.model.embed(&ids)?;
+            for (k, &i) in batch.iter().enumerate() {
+                out[i * EMBEDDING_DIM..(i + 1) * EMBEDDING_DIM]
+                    .copy_from_slice(&vectors[k * EMBEDDING_DIM..(k + 1) * EMBEDDING_DIM]);
+            }
+        }
+        Ok(Encoded {
+            embeddings: out,
+            truncated: tokens.iter().map(|t| t.truncated).collect(),
+        })
+    }
+}
+
+/// Bytes a cached entry costs besides its text.
+const ENTRY_OVERHEAD: usize = EMBEDDING_DIM * 4 + 64;
+
+/// Text -> (embedding, truncated) for the texts already embedded in a job, up
+/// to a byte budget; past it, texts are still deduplicated within a chunk.
+pub struct DedupCache {
+    max_bytes: usize,
+    used: usize,
+    entries: HashMap<String, (Box<[f32]>, bool)>,
+}
+
+impl DedupCache {
+    pub fn new(max_bytes: usize) -> Self {
+        DedupCache {
+            max_bytes,
+            used: 0,
+            entries: HashMap::new(),
+        }
+    }
+
+    fn put(&mut self, text: &str, vector: &[f32], truncated: bool) {
+        let cost = text.len() + ENTRY_OVERHEAD;
+        if self.used + cost <= self.max_bytes {
+            self.entries
+                .insert(text.to_string(), (vector.into(), truncated));
+            self.used += cost;
+        }
+    }
+}
+
+/// Embeddings of every row of a chunk, in row order, and the counts.
+pub struct Deduplicated {
+    pub embeddings: Vec<f32>,
+    pub rows_truncated: u64,
+    pub rows_deduplicated: u64,
+}
+
+/// Embed the rows of one chunk, each distinct new text once.
+pub fn embed_rows(
+    texts: &[Cow<'_, str>],
+    embedder: &mut dyn Embedder,
+    cache: &mut DedupCache,
+) -> Result<Deduplicated> {
+    let mut slot: HashMap<&str, usize> = HashMap::new();
+    let mut distinct: Vec<&str> = Vec::new();
+    let inverse: Vec<usize> = texts
+        .iter()
+        .map(|t| {
+            *slot.entry(t.as_ref()).or_insert_with(|| {
+                distinct.push(t.as_ref());
+                distinct.len() - 1
+            })
+        })
+        .collect();
+    let mut vectors = vec![0f32; distinct.len() * EMBEDDING_DIM];
+    let mut truncated = vec![false; distinct.len()];
+    let mut todo = Vec::new();
+    for (j, text) in distinct.iter().enumerate() {
+        match cache.entries.get(*text) {
+            Some((v, t)) => {
+                vectors[j * EMBEDDING_DIM..(j + 1) * EMBEDDING_DIM].copy_from_slice(v);
+                truncated[j] = *t;
+            }
+            None => todo.push(j),
+        }
+    }
+    if !todo.is_empty() {
+        let batch: Vec<&str> = todo.iter().map(|&j| distinct[j]).collect();
+        let enc = embedder.encode(&batch)?;
+        for (k, &j) in todo.iter().enumerate() {
+            let v = &enc.embeddings[k * EMBEDDING_DIM..(k + 1) * EMBEDDING_DIM];
+            vectors[j * EMBEDDING_DIM..(j + 1) * EMBEDDING_DIM].copy_from_slice(v);
+            truncated[j] = enc.truncated[k];
+            cache.put(distinct[j], v, enc.truncated[k]);
+        }
+    }
+    let mut embeddings = Vec::with_capacity(texts.len() * EMBEDDING_DIM);
+    for &j in &inverse {
+        embeddings.extend_from_slice(&vectors[j * EMBEDDING_DIM..(j + 1) * EMBEDDING_DIM]);
+    }
+    Ok(Deduplicated {
+        embeddings,
+        rows_truncated: inverse.iter().filter(|&&j| truncated[j]).count() as u64,
+        rows_deduplicated: (texts.len() - todo.len()) as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Counting(Vec<usize>);
+
+    impl Embedder for Counting {
+        fn model_id(&self) -> &str {
+            "m"
+        }
+        fn device(&self) -> &str {
+            "cpu"
+        }
+        fn precision(&self) -> &str {
+            "fp32"
+        }
+        fn encode(&mut self, texts: &[&str]) -> Result<Encoded> {
+            self.0.push(texts.len());
+            let embeddings = texts
+                .iter()
+                .flat_map(|t| std::iter::repeat_n(t.len() as f32, EMBEDDING_DIM))
+                .collect();
+            Ok(Encoded {
+                embeddings,
+                truncated: texts.iter().map(|t| t.len() > 5).collect(),
+            })
+        }
+    }
+
+    #[test]
+    fn batches_are_length_sorted_and_under_budget() {
+        let lengths = [3, 200, 10, 200, 50, 7];
+        let batches = plan_batches(&lengths, 1024, |_| 400);
+        assert_eq!(batches[0], vec![1, 3]);
+        assert!(batches
+            .iter()
+            .all(|b| b.len() * lengths[b[0]] <= 400 || b.len() == 1));
+        let mut all: Vec<usize> = batches.concat();
+        all.sort();
+        assert_eq!(all, (0..6).collect::<Vec<_>>());
+        assert!(
+            plan_batches(&[300], 1024, |_| 10).len() == 1,
+            "an over-budget text still gets a batch"
+        );
+    }
+
+    #[test]
+    fn identical_texts_are_embedded_once_across_chunks() {
+        let mut e = Counting(vec![]);
+        let mut cache = DedupCache::new(1 << 20);
+        let chunk1: Vec<Cow<str>> = ["a", "long text", "a"]
+            .into_iter()
+            .map(Cow::Borrowed)
+            .collect();
+        let d1 = embed_rows(&chunk1, &mut e, &mut cache).unwrap();
+        assert_eq!((d1.rows_deduplicated, d1.rows_truncated), (1, 1));
+        assert_eq!(d1.embeddings.len(), 3 * EMBEDDING_DIM);
+        assert_eq!(d1.embeddings[2 * EMBEDDING_DIM], 1.0);
+        let chunk2: Vec<Cow<str>> = ["long text", "b"].into_iter().map(Cow::Borrowed).collect();
+        let d2 = embed_rows(&chunk2, &mut e, &mut cache).unwrap();
+        assert_eq!((d2.rows_deduplicated, d2.rows_truncated), (1, 1));
+        assert_eq!(e.0, vec![2, 1]);
+    }
+}

@@ -1,0 +1,136 @@
+//! Row cleaning, as the Python worker does it (`workers/cleaning.py`):
+//! null -> skipped and counted; empty or whitespace-only -> embedded as is
+//! and counted; invalid UTF-8 -> decoded with U+FFFD and counted. Truncation
+//! and deduplication are counted where they happen (`batching`).
+
+use std::borrow::Cow;
+
+use serde::Serialize;
+
+/// Per-job row counts; they go into the output metadata and the events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub rows_total: u64,
+    pub rows_embedded: u64,
+    pub rows_null: u64,
+    pub rows_empty: u64,
+    pub rows_invalid_utf8: u64,
+    pub rows_truncated: u64,
+    pub rows_deduplicated: u64,
+}
+
+impl Counts {
+    /// `(name, value)` in the fixed order of the metadata keys.
+    pub fn fields(&self) -> [(&'static str, u64); 7] {
+        [
+            ("rows_total", self.rows_total),
+            ("rows_embedded", self.rows_embedded),
+            ("rows_null", self.rows_null),
+            ("rows_empty", self.rows_empty),
+            ("rows_invalid_utf8", self.rows_invalid_utf8),
+            ("rows_truncated", self.rows_truncated),
+            ("rows_deduplicated", self.rows_deduplicated),
+        ]
+    }
+
+    pub fn add(&mut self, o: &Counts) {
+        self.rows_total += o.rows_total;
+        self.rows_embedded += o.rows_embedded;
+        self.rows_null += o.rows_null;
+        self.rows_empty += o.rows_empty;
+        self.rows_invalid_utf8 += o.rows_invalid_utf8;
+        self.rows_truncated += o.rows_truncated;
+        self.rows_deduplicated += o.rows_deduplicated;
+    }
+}
+
+/// One raw cell of the text column.
+pub enum Cell<'a> {
+    Null,
+    Text(&'a str),
+    Bytes(&'a [u8]),
+}
+
+/// The kept rows of one chunk: their positions in the chunk and their texts.
+#[derive(Debug, Default)]
+pub struct Cleaned<'a> {
+    pub positions: Vec<u32>,
+    pub texts: Vec<Cow<'a, str>>,
+    pub counts: Counts,
+}
+
+/// Whitespace as Python's `str.strip()` sees it (Unicode White_Space plus the
+/// ASCII separators U+001C..U+001F), so both workers count `rows_empty` alike.
+fn is_py_space(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+pub fn is_blank(text: &str) -> bool {
+    text.chars().all(is_py_space)
+}
+
+/// Apply the cleaning rules to one chunk of cells.
+pub fn clean<'a>(cells: impl ExactSizeIterator<Item = Cell<'a>>) -> Cleaned<'a> {
+    let mut out = Cleaned {
+        counts: Counts {
+            rows_total: cells.len() as u64,
+            ..Counts::default()
+        },
+        ..Default::default()
+    };
+    for (i, cell) in cells.enumerate() {
+        let text = match cell {
+            Cell::Null => {
+                out.counts.rows_null += 1;
+                continue;
+            }
+            Cell::Text(t) => Cow::Borrowed(t),
+            Cell::Bytes(b) => {
+                let t = String::from_utf8_lossy(b);
+                if matches!(t, Cow::Owned(_)) {
+                    out.counts.rows_invalid_utf8 += 1;
+                }
+                t
+            }
+        };
+        if is_blank(&text) {
+            out.counts.rows_empty += 1;
+        }
+        out.positions.push(i as u32);
+        out.texts.push(text);
+    }
+    out.counts.rows_embedded = out.texts.len() as u64;
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_nulls_blanks_and_invalid_utf8() {
+        let cells = vec![
+            Cell::Null,
+            Cell::Text("hello"),
+            Cell::Text(" \t\n"),
+            Cell::Text(""),
+            Cell::Bytes(b"ok"),
+            Cell::Bytes(b"bad \xff byte"),
+            Cell::Text("\u{1f}"),
+        ];
+        let c = clean(cells.into_iter());
+        assert_eq!(c.positions, vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(c.texts[4], "bad \u{fffd} byte");
+        assert_eq!(
+            c.counts,
+            Counts {
+                rows_total: 7,
+                rows_embedded: 6,
+                rows_null: 1,
+                rows_empty: 3,
+                rows_invalid_utf8: 1,
+                ..Counts::default()
+            }
+        );
+    }
+}

@@ -1,0 +1,260 @@
+//! The command line: the flags shared with the Python worker
+//! (`python -m workers.mps`) plus the model flags of this one, and the
+//! assembly of a `Worker` from them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use embedfleet_core::constants::{
+    DEFAULT_LANE, DEFAULT_LEASE_MS, DEFAULT_MAX_DELIVERIES, DEFAULT_NAMESPACE,
+};
+
+use crate::batching::{Embedder, OnnxEmbedder, DEFAULT_TOKEN_BUDGET};
+use crate::bus::RedisBus;
+use crate::error::{Result, WorkerError};
+use crate::limits::{cap_open_files, parse_size, MemoryBudget};
+use crate::model::{Device, ModelDir, OnnxModel, Precision};
+use crate::output::Provenance;
+use crate::paths::DataRoots;
+use crate::pipeline::{Pipeline, DEFAULT_CHUNK_ROWS};
+use crate::runtime::{Worker, WorkerConfig};
+use crate::settings::RedisSettings;
+use crate::tokenize::TextTokenizer;
+
+/// Default model directory, relative to the working directory.
+pub const DEFAULT_MODEL_DIR: &str = "models/onnx/minilm";
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DeviceArg {
+    Cpu,
+    Cuda,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PrecisionArg {
+    Fp32,
+    Int8,
+}
+
+/// Claim embedding jobs from Redis and embed them with ONNX Runtime.
+///
+/// Exit status: 0 after a clean stop (signal, drain, burst), 2 for bad
+/// arguments or set-up, 3 when a job ran past --job-timeout, 128+N after a
+/// second signal N.
+#[derive(Debug, Parser)]
+#[command(name = "embedfleet-worker", version, about, long_about = None)]
+pub struct Args {
+    /// Redis URL (redis://[:password@]host:port/db or unix:///path)
+    #[arg(long, env = "EMBEDFLEET_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Key prefix of the fleet
+    #[arg(long, env = "EMBEDFLEET_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// Input and output root
+    #[arg(long, env = "EMBEDFLEET_DATA_ROOT")]
+    pub data_root: Option<PathBuf>,
+    /// Input root (default: --data-root)
+    #[arg(long)]
+    pub input_root: Option<PathBuf>,
+    /// Output root (default: --data-root)
+    #[arg(long)]
+    pub output_root: Option<PathBuf>,
+    /// Lanes to consume, in priority order (e.g. gpu,default)
+    #[arg(long, default_value = DEFAULT_LANE)]
+    pub lanes: String,
+    /// Worker id (default: rust-<host>-<pid>)
+    #[arg(long)]
+    pub worker_id: Option<String>,
+    /// Lease in ms: an entry idle for longer may be taken over
+    #[arg(long, default_value_t = DEFAULT_LEASE_MS)]
+    pub lease_ms: u64,
+    /// Deliveries of a job after which it is dead-lettered
+    #[arg(long, default_value_t = u64::from(DEFAULT_MAX_DELIVERIES))]
+    pub max_deliveries: u64,
+    /// Seconds; a job past it makes the worker exit 3
+    #[arg(long)]
+    pub job_timeout: Option<f64>,
+    /// Exit 0 once the lanes are empty and nothing is pending or delayed
+    #[arg(long)]
+    pub burst: bool,
+    /// Memory ceiling, e.g. 4G: shrink batches or refuse a part
+    #[arg(long)]
+    pub max_memory: Option<String>,
+    /// Cap on open file descriptors
+    #[arg(long)]
+    pub max_open_files: Option<u64>,
+    /// DEBUG, INFO, WARNING or ERROR
+    #[arg(long, default_value = "INFO")]
+    pub log_level: String,
+    /// ONNX model directory (default: models/onnx/minilm, else model/ next to the binary)
+    #[arg(long, env = "EMBEDFLEET_MODEL_DIR")]
+    pub model_dir: Option<PathBuf>,
+    /// ONNX Runtime intra-op threads (default: all cores)
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Model variant
+    #[arg(long, value_enum, default_value = "fp32")]
+    pub precision: PrecisionArg,
+    /// Execution provider; cuda fails at start-up when CUDA is unavailable
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
+    /// Tokens per batch (texts are length-sorted, then cut under this budget)
+    #[arg(long, default_value_t = DEFAULT_TOKEN_BUDGET)]
+    pub batch_tokens: usize,
+    /// Rows read and embedded at a time
+    #[arg(long, default_value_t = DEFAULT_CHUNK_ROWS)]
+    pub chunk_rows: usize,
+}
+
+fn usage(msg: impl Into<String>) -> WorkerError {
+    WorkerError::Usage(msg.into())
+}
+
+/// The host name (for the worker id and the registry).
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates or truncates.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    if ok && end > 0 {
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        "localhost".into()
+    }
+}
+
+fn model_dir(arg: Option<&Path>) -> PathBuf {
+    if let Some(p) = arg {
+        return p.to_path_buf();
+    }
+    let local = PathBuf::from(DEFAULT_MODEL_DIR);
+    if local.is_dir() {
+        return local;
+    }
+    let exe = std::env::current_exe().ok();
+    let dir = exe
+        .as_deref()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."));
+    [dir.join("../model"), dir.join("model")]
+        .into_iter()
+        .find(|p| p.is_dir())
+        .unwrap_or(local)
+}
+
+fn data_roots(a: &Args) -> Result<DataRoots> {
+    let (inp, out) = match (
+        a.input_root.as_ref().or(a.data_root.as_ref()),
+        a.output_root.as_ref().or(a.data_root.as_ref()),
+    ) {
+        (Some(i), Some(o)) => (i, o),
+        _ => return Err(usage(
+            "give --data-root (or EMBEDFLEET_DATA_ROOT), or both --input-root and --output-root",
+        )),
+    };
+    if !inp.is_dir() {
+        return Err(usage(format!(
+            "input root {} is not a directory",
+            inp.display()
+        )));
+    }
+    std::fs::create_dir_all(out)
+        .map_err(|e| usage(format!("cannot create output root {}: {e}", out.display())))?;
+    Ok(DataRoots::new(inp, out))
+}
+
+fn embedder(a: &Args, memory: MemoryBudget) -> Result<Box<dyn Embedder>> {
+    let dir = ModelDir::open(&model_dir(a.model_dir.as_deref()))?;
+    let threads = a
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let precision = match a.precision {
+        PrecisionArg::Fp32 => Precision::Fp32,
+        PrecisionArg::Int8 => Precision::Int8,
+    };
+    let device = match a.device {
+        DeviceArg::Cpu => Device::Cpu,
+        DeviceArg::Cuda => Device::Cuda,
+    };
+    let tokenizer = TextTokenizer::load(&dir.tokenizer_path())?;
+    let model = OnnxModel::load(&dir, precision, device, threads)?;
+    Ok(Box::new(OnnxEmbedder::new(
+        tokenizer,
+        model,
+        dir.model_id(),
+        a.batch_tokens,
+        memory,
+    )))
+}
+
+/// Everything a worker needs, from the flags; `Usage` errors exit 2.
+pub fn build(a: &Args, stop: Arc<AtomicBool>) -> Result<Worker> {
+    let lanes: Vec<String> = a
+        .lanes
+        .split(',')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    if lanes.is_empty() {
+        return Err(usage("--lanes names no lane"));
+    }
+    if let Some(n) = a.max_open_files {
+        cap_open_files(n)?;
+    }
+    let memory = MemoryBudget::new(a.max_memory.as_deref().map(parse_size).transpose()?);
+    let roots = data_roots(a)?;
+    let url = a
+        .redis_url
+        .as_deref()
+        .ok_or_else(|| usage("no Redis URL: pass --redis-url or set EMBEDFLEET_REDIS_URL"))?;
+    let settings = RedisSettings::from_url(url, Some(&a.namespace))?;
+    let embedder = embedder(a, memory)?;
+    let host = hostname();
+    let worker_id = a
+        .worker_id
+        .clone()
+        .unwrap_or_else(|| format!("{}-{host}-{}", crate::KIND, std::process::id()));
+    log::info!(
+        "embedfleet {} worker {worker_id}: Redis {}, namespace {}, model {} on {} ({})",
+        crate::VERSION,
+        settings.redacted(),
+        settings.namespace,
+        embedder.model_id(),
+        embedder.device(),
+        embedder.precision()
+    );
+    let provenance = Provenance {
+        worker_id: worker_id.clone(),
+        worker_kind: crate::KIND.into(),
+        device: embedder.device().into(),
+        precision: embedder.precision().into(),
+        software_version: crate::VERSION.into(),
+    };
+    let mut cfg = WorkerConfig::new(worker_id, host, lanes);
+    cfg.lease_ms = a.lease_ms;
+    cfg.max_deliveries = a.max_deliveries;
+    cfg.job_timeout = a
+        .job_timeout
+        .filter(|t| *t > 0.0)
+        .map(Duration::from_secs_f64);
+    cfg.burst = a.burst;
+    cfg.device = embedder.device().into();
+    cfg.extra = BTreeMap::from([
+        ("precision".to_string(), embedder.precision().to_string()),
+        ("model".to_string(), embedder.model_id().to_string()),
+    ]);
+    let pipeline = Pipeline {
+        roots,
+        embedder,
+        provenance,
+        memory,
+        chunk_rows: a.chunk_rows.max(1),
+    };
+    let bus = RedisBus::new(settings, a.lease_ms);
+    Ok(Worker::new(bus, pipeline, cfg, stop))
+}

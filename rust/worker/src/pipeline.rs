@@ -1,0 +1,175 @@
+//! One embedding job, from the job message to the output file (twin of
+//! `workers/pipeline.py`): skip if the output is up to date, check model and
+//! input, then read, clean, deduplicate, embed and write chunk by chunk,
+//! calling `checkpoint` between chunks so a lost lease can stop it early.
+
+use std::time::Instant;
+
+use arrow_array::{ArrayRef, UInt32Array};
+use embedfleet_core::constants::{EMBEDDING_DIM, META_PREFIX};
+use embedfleet_core::Job;
+
+use crate::batching::{embed_rows, DedupCache, Embedder};
+use crate::clean::{clean, Counts};
+use crate::error::{Result, WorkerError};
+use crate::input::{open_part, Chunk, ChunkReader, InputPart};
+use crate::limits::MemoryBudget;
+use crate::output::{metadata, up_to_date, OutputWriter, Provenance};
+use crate::paths::{fingerprint, DataRoots};
+
+pub const DEFAULT_CHUNK_ROWS: usize = 32_768;
+pub const MIN_CHUNK_ROWS: usize = 1_024;
+/// Working bytes per row besides its text: the embedding twice plus indexes.
+const ROW_OVERHEAD: u64 = 2 * EMBEDDING_DIM as u64 * 4 + 64;
+const DEDUP_BYTES: u64 = 256 << 20;
+
+/// What a finished job reports to the bus and the journal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobResult {
+    pub rows: u64,
+    pub skipped: bool,
+    pub counts: Counts,
+    pub seconds: f64,
+}
+
+/// Turns a job into its output file.
+pub struct Pipeline {
+    pub roots: DataRoots,
+    pub embedder: Box<dyn Embedder>,
+    pub provenance: Provenance,
+    pub memory: MemoryBudget,
+    pub chunk_rows: usize,
+}
+
+fn counts_from(meta: &std::collections::HashMap<String, String>) -> Counts {
+    let get = |k: &str| {
+        meta.get(&format!("{META_PREFIX}{k}"))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Counts {
+        rows_total: get("rows_total"),
+        rows_embedded: get("rows_embedded"),
+        rows_null: get("rows_null"),
+        rows_empty: get("rows_empty"),
+        rows_invalid_utf8: get("rows_invalid_utf8"),
+        rows_truncated: get("rows_truncated"),
+        rows_deduplicated: get("rows_deduplicated"),
+    }
+}
+
+impl Pipeline {
+    pub fn run(
+        &mut self,
+        job: &Job,
+        checkpoint: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<JobResult> {
+        let t0 = Instant::now();
+        let out = self.roots.output(&job.out)?;
+        if let Some(meta) = up_to_date(&out, job) {
+            let counts = counts_from(&meta);
+            return Ok(JobResult {
+                rows: counts.rows_embedded,
+                skipped: true,
+                counts,
+                seconds: t0.elapsed().as_secs_f64(),
+            });
+        }
+        let part = self.open(job)?;
+        let per_row = 3 * part.text_bytes_per_row + ROW_OVERHEAD;
+        let smallest = (MIN_CHUNK_ROWS as u64).min(part.rows().max(1));
+        self.memory.require(smallest * per_row, &job.path)?;
+        let chunk_rows = self
+            .memory
+            .fit(self.chunk_rows, per_row, MIN_CHUNK_ROWS, 0.5);
+        let id_type = job.idcol.as_ref().and(part.id_type.as_ref());
+        let mut writer = OutputWriter::create(&out, &self.provenance.worker_id, id_type)?;
+        let mut cache = DedupCache::new(self.dedup_budget());
+        let mut counts = Counts::default();
+        for chunk in ChunkReader::new(&part, chunk_rows)? {
+            checkpoint()?;
+            self.write_chunk(&chunk?, &mut writer, &mut cache, &mut counts)?;
+        }
+        checkpoint()?;
+        writer.commit(metadata(
+            job,
+            (part.start, part.end),
+            &self.provenance,
+            &counts,
+        ))?;
+        Ok(JobResult {
+            rows: counts.rows_embedded,
+            skipped: false,
+            counts,
+            seconds: t0.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Check the model and the input, and open the job's part of the file.
+    fn open(&self, job: &Job) -> Result<InputPart> {
+        let have = self.embedder.model_id();
+        if job.model != have {
+            return Err(WorkerError::ModelMismatch(format!(
+                "{}: job wants model {}, this worker has {have}",
+                job.path, job.model
+            )));
+        }
+        let path = self.roots.input(&job.path)?;
+        let now = fingerprint(&path).map_err(|e| {
+            WorkerError::Transient(format!("{}: cannot stat input ({e})", job.path))
+        })?;
+        if now != job.fp {
+            return Err(WorkerError::bad_input(
+                &job.path,
+                format!(
+                    "input changed since the scan (fingerprint {now}, job has {})",
+                    job.fp
+                ),
+            ));
+        }
+        open_part(&job.path, &path, &job.col, job.idcol.as_deref(), job.rows)
+    }
+
+    fn dedup_budget(&self) -> usize {
+        let room = self
+            .memory
+            .headroom()
+            .map_or(DEDUP_BYTES, |r| (r / 4).min(DEDUP_BYTES));
+        usize::try_from(room).unwrap_or(usize::MAX)
+    }
+
+    fn write_chunk(
+        &mut self,
+        chunk: &Chunk,
+        writer: &mut OutputWriter,
+        cache: &mut DedupCache,
+        counts: &mut Counts,
+    ) -> Result<()> {
+        let cells = chunk.cells();
+        let mut cleaned = clean(cells.into_iter());
+        if !cleaned.texts.is_empty() {
+            let done = embed_rows(&cleaned.texts, self.embedder.as_mut(), cache)?;
+            cleaned.counts.rows_truncated = done.rows_truncated;
+            cleaned.counts.rows_deduplicated = done.rows_deduplicated;
+            let rows = cleaned
+                .positions
+                .iter()
+                .map(|&p| (chunk.start + u64::from(p)) as i64)
+                .collect();
+            let ids = match &chunk.ids {
+                Some(ids) => Some(take(ids, &cleaned.positions)?),
+                None => None,
+            };
+            writer.write(rows, ids, done.embeddings)?;
+        }
+        counts.add(&cleaned.counts);
+        Ok(())
+    }
+}
+
+fn take(ids: &ArrayRef, positions: &[u32]) -> Result<ArrayRef> {
+    let idx = UInt32Array::from(positions.to_vec());
+    arrow_select::take::take(ids.as_ref(), &idx, None)
+        .map(|a| a as ArrayRef)
+        .map_err(|e| WorkerError::Transient(format!("selecting ids: {e}")))
+}
