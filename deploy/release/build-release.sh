@@ -70,10 +70,10 @@ cross_env() {
     *-apple-darwin)
       [ "$(uname -s)" = Darwin ] || die "$TARGET needs Apple's SDK and linker: build it on a Mac (docs/deploy.md)" ;;
     aarch64-unknown-linux-gnu)
-      if ! command -v aarch64-linux-gnu-gcc >/dev/null; then
-        [ "$(id -u)" -eq 0 ] || die "install Debian's gcc-aarch64-linux-gnu (cross C compiler and linker) first"
-        log "installing gcc-aarch64-linux-gnu (Debian)"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc-aarch64-linux-gnu >/dev/null
+      if ! command -v aarch64-linux-gnu-gcc >/dev/null || [ ! -f /usr/aarch64-linux-gnu/include/stdio.h ]; then
+        [ "$(id -u)" -eq 0 ] || die "install Debian's gcc-aarch64-linux-gnu and libc6-dev-arm64-cross (cross C compiler, linker, glibc headers) first"
+        log "installing gcc-aarch64-linux-gnu libc6-dev-arm64-cross (Debian)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc-aarch64-linux-gnu libc6-dev-arm64-cross >/dev/null
       fi
       export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
       export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
