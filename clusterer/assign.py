@@ -17,7 +17,10 @@ from collections.abc import Iterator
 import numba
 import numpy as np
 
-from clusterer.backend import NeighbourIndex
+from clusterer.backend import Backend, NeighbourIndex
+from clusterer.progress import Progress
+
+BATCH = 131_072
 
 
 def _sq_dist(a: np.ndarray, b: np.ndarray, b_sq: np.ndarray) -> np.ndarray:
@@ -140,16 +143,62 @@ def vote(labels: np.ndarray, probs: np.ndarray, dist: np.ndarray) -> tuple[np.nd
     return winner.astype(np.int32), prob.astype(np.float32)
 
 
-def assign_all(
+def _vote_in_batches(
     index: NeighbourIndex,
     points: np.ndarray,
+    rows: np.ndarray,
+    base_labels: np.ndarray,
+    base_probs: np.ndarray,
+    k: int,
+    progress: Progress,
+    what: str,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(rows, labels, probabilities)`` for batches of ``points[rows]``."""
+    for lo in range(0, len(rows), BATCH):
+        at = rows[lo : lo + BATCH]
+        idx, dist = index.query(np.asarray(points[at], dtype=np.float32), k)
+        lab, prob = vote(base_labels[idx], base_probs[idx], dist)
+        progress.count(what, lo + len(at), len(rows))
+        yield at, lab, prob
+
+
+def label_all(
+    backend: Backend,
+    points: np.ndarray,
+    sample: np.ndarray,
     sample_labels: np.ndarray,
     sample_probs: np.ndarray,
     k: int,
-    batch: int = 131_072,
-) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """``(offset, labels, probabilities)`` for every batch of ``points``."""
-    for lo in range(0, len(points), batch):
-        idx, dist = index.query(np.asarray(points[lo : lo + batch], dtype=np.float32), k)
-        lab, prob = vote(sample_labels[idx], sample_probs[idx], dist)
-        yield lo, lab, prob
+    assign_outliers: bool,
+    seed: int,
+    progress: Progress,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels, probabilities and outlier flags of every point.
+
+    Sample points keep their HDBSCAN result; the others take the vote of
+    their nearest sample neighbours (noise included, so a point among noise
+    is noise). With ``assign_outliers``, every point left as noise then takes
+    the vote of its nearest *clustered* sample neighbours instead, and stays
+    flagged as an outlier."""
+    n = len(points)
+    labels = np.full(n, -1, dtype=np.int32)
+    probs = np.zeros(n, dtype=np.float32)
+    base = np.asarray(points[sample], dtype=np.float32)
+    others = np.setdiff1d(np.arange(n), sample, assume_unique=True)
+    if len(others):
+        index = backend.neighbours(base, seed)
+        for at, lab, prob in _vote_in_batches(
+            index, points, others, sample_labels, sample_probs, k, progress, "points assigned"
+        ):
+            labels[at], probs[at] = lab, prob
+    labels[sample], probs[sample] = sample_labels, sample_probs
+    outlier = labels < 0
+    clustered = sample_labels >= 0
+    if assign_outliers and outlier.any() and clustered.any():
+        index = backend.neighbours(base[clustered], seed)
+        rows = np.flatnonzero(outlier)
+        for at, lab, prob in _vote_in_batches(
+            index, points, rows, sample_labels[clustered], sample_probs[clustered], k, progress, "outliers assigned"
+        ):
+            labels[at], probs[at] = lab, prob
+    return labels, probs, outlier

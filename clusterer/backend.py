@@ -18,8 +18,10 @@ import numpy as np
 class Backend(Protocol):
     name: str
 
-    def umap(self, n_components: int, n_neighbors: int, seed: int) -> Any:
-        """An unfitted UMAP model with ``fit_transform``."""
+    def umap(
+        self, n_components: int, n_neighbors: int, seed: int, epochs: int | None = None, min_dist: float = 0.0
+    ) -> Any:
+        """An unfitted UMAP model with ``fit_transform`` (``epochs``: None for UMAP's default)."""
 
     def hdbscan(
         self, points: np.ndarray, min_cluster_size: int, min_samples: int, selection: str
@@ -44,7 +46,9 @@ class CpuBackend:
 
     name = "cpu"
 
-    def umap(self, n_components: int, n_neighbors: int, seed: int) -> Any:
+    def umap(
+        self, n_components: int, n_neighbors: int, seed: int, epochs: int | None = None, min_dist: float = 0.0
+    ) -> Any:
         import umap
 
         # A fixed random_state makes umap-learn single-threaded; the seed is
@@ -52,12 +56,13 @@ class CpuBackend:
         return umap.UMAP(
             n_components=n_components,
             n_neighbors=n_neighbors,
-            min_dist=0.0,
+            min_dist=min_dist,
             metric="euclidean",
             random_state=None,
             transform_seed=seed,
             n_jobs=_threads(),
             low_memory=True,
+            n_epochs=epochs,
         )
 
     def hdbscan(
@@ -84,10 +89,14 @@ class CumlBackend:
 
     name = "cuda"
 
-    def umap(self, n_components: int, n_neighbors: int, seed: int) -> Any:
+    def umap(
+        self, n_components: int, n_neighbors: int, seed: int, epochs: int | None = None, min_dist: float = 0.0
+    ) -> Any:
         from cuml.manifold import UMAP
 
-        return _HostOutput(UMAP(n_components=n_components, n_neighbors=n_neighbors, min_dist=0.0, random_state=seed))
+        kw: dict[str, Any] = {"n_epochs": epochs} if epochs else {}
+        model = UMAP(n_components=n_components, n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed, **kw)
+        return _HostOutput(model)
 
     def hdbscan(
         self, points: np.ndarray, min_cluster_size: int, min_samples: int, selection: str

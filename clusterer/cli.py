@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-samples", type=int, help="HDBSCAN min_samples on the sample (default min(10, min cluster size))"
     )
     m.add_argument("--selection", choices=("eom", "leaf"), default=d.selection, help="HDBSCAN cluster selection")
+    m.add_argument(
+        "--outliers",
+        choices=("assign", "keep"),
+        default=d.outliers,
+        help="HDBSCAN's noise points: assign to the nearest cluster, flagged outlier (default), or keep as -1",
+    )
     m.add_argument("--assign-neighbors", type=int, default=d.assign_neighbors, help="neighbours voting for each point")
     m.add_argument("--seed", type=int, default=d.seed, help="seed of sampling, PCA and UMAP (default %(default)s)")
     m.add_argument("--device", choices=DEVICES, default=d.device, help="cuda needs RAPIDS cuML (default %(default)s)")
@@ -100,6 +106,7 @@ def config_from_args(a: argparse.Namespace) -> ClusterConfig:
         min_cluster_size=a.min_cluster_size,
         min_samples=a.min_samples,
         selection=a.selection,
+        outliers=a.outliers,
         assign_neighbors=a.assign_neighbors,
         seed=a.seed,
         device=a.device,

@@ -61,6 +61,9 @@ class ClusterConfig:
     min_samples: int | None = None
     """HDBSCAN's density smoothing, in sample points; ``None``: 5."""
     selection: str = "eom"
+    outliers: str = "assign"
+    """``assign``: points HDBSCAN leaves as noise join their nearest cluster
+    (flagged ``outlier``); ``keep``: they stay unclustered (-1)."""
     assign_neighbors: int = 10
     seed: int = 0
     device: str = "auto"
@@ -84,6 +87,8 @@ class ClusterConfig:
             raise ValueError(f"--device must be one of {', '.join(DEVICES)}, not {self.device!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
+        if self.outliers not in ("assign", "keep"):
+            raise ValueError(f"--outliers must be assign or keep, not {self.outliers!r}")
         if self.selection not in ("eom", "leaf"):
             raise ValueError(f"--selection must be eom or leaf, not {self.selection!r}")
         for name in ("pca_dims", "dims", "sample_size", "umap_neighbors", "assign_neighbors"):

@@ -28,12 +28,14 @@ def _publish(tmp: Path, path: Path) -> None:
     tmp.replace(path)
 
 
-def write_clusters(path: Path, keys: pl.DataFrame, labels: np.ndarray, probs: np.ndarray) -> None:
-    """``clusters.parquet``: the row key, ``cluster`` (-1 noise) and ``probability``."""
+def write_clusters(path: Path, keys: pl.DataFrame, labels: np.ndarray, probs: np.ndarray, outlier: np.ndarray) -> None:
+    """``clusters.parquet``: the row key, ``cluster`` (-1 unclustered), ``probability``
+    and ``outlier`` (HDBSCAN placed the point in no dense region)."""
     table = keys.with_columns(
         pl.col("input_path").cast(pl.String),
         cluster=pl.Series(labels, dtype=pl.Int32),
         probability=pl.Series(probs, dtype=pl.Float32),
+        outlier=pl.Series(outlier, dtype=pl.Boolean),
     )
     tmp = _tmp(path)
     table.write_parquet(tmp, compression="zstd", statistics=True)

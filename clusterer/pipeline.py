@@ -4,7 +4,8 @@
 2. sample: read a uniform random sample of the embeddings;
 3. PCA fitted on the sample, applied to every point in a stream;
 4. UMAP + HDBSCAN on the sample (``clusterer.fit``);
-5. every point labelled by its nearest sample neighbours (``clusterer.assign``);
+5. every point labelled by its nearest sample neighbours, outliers included
+   unless ``--outliers keep`` (``clusterer.assign``);
 6. ``clusters.parquet``; profiles, keywords and texts; map; summary; report.
 
 Memory stays at O(N x PCA dims) plus one batch of full embeddings: the
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from clusterer.assign import assign_all
+from clusterer.assign import label_all
 from clusterer.backend import Backend, select_backend
 from clusterer.catalog import EmbeddingPart
 from clusterer.config import ClusterConfig
@@ -38,9 +39,14 @@ class Labelled:
 
     labels: np.ndarray
     probabilities: np.ndarray
+    outlier: np.ndarray
+    """HDBSCAN found the point in no dense region (its cluster, if any, was
+    given by its nearest clustered neighbours)."""
     sample_index: np.ndarray
     sample: SampleClusters
     pca: Pca
+    sample_reduced: np.ndarray
+    """The sample's PCA coordinates (the map is drawn from them)."""
 
 
 def choose_sample(n: int, size: int, seed: int) -> np.ndarray:
@@ -79,20 +85,20 @@ def label_points(
         fitted = cluster_sample(backend, cfg, base, n)
         found = int(fitted.labels.max()) + 1
         progress.say(f"  {found} clusters in the sample; {100 * (fitted.labels < 0).mean():.1f}% noise")
-    labels = np.empty(n, dtype=np.int32)
-    probs = np.empty(n, dtype=np.float32)
-    if len(index) < n:
-        with progress.step(f"assigning {n - len(index):,} other points"):
-            neighbours = backend.neighbours(base, cfg.seed)
-            for lo, lab, prob in assign_all(
-                neighbours, reduced, fitted.labels, fitted.probabilities, cfg.assign_neighbors
-            ):
-                labels[lo : lo + len(lab)] = lab
-                probs[lo : lo + len(lab)] = prob
-                progress.count("points assigned", lo + len(lab), n)
-    labels[index] = fitted.labels
-    probs[index] = fitted.probabilities
-    return Labelled(relabel_by_size(labels), probs, index, fitted, pca)
+    outliers = cfg.outliers == "assign"
+    with progress.step("labelling every point" + (" (outliers to their nearest cluster)" if outliers else "")):
+        labels, probs, outlier = label_all(
+            backend,
+            reduced,
+            index,
+            fitted.labels,
+            fitted.probabilities,
+            cfg.assign_neighbors,
+            outliers,
+            cfg.seed,
+            progress,
+        )
+    return Labelled(relabel_by_size(labels), probs, outlier, index, fitted, pca, base)
 
 
 def run(cfg: ClusterConfig, progress: Progress | None = None) -> dict[str, Any]:

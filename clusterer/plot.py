@@ -1,8 +1,9 @@
 """The 2-D map of the clusters (``map.png``).
 
 Up to ``--map-points`` sample points are laid out in two dimensions: UMAP of
-their coordinates in HDBSCAN's space (so the map shows the space the clusters
-were found in), or the first two principal components with ``--reducer pca``.
+their PCA coordinates (with some ``min_dist``, so that clusters read as areas
+rather than the threads a ``min_dist=0`` layout draws), or the first two
+principal components with ``--reducer pca``.
 Noise is drawn small and grey under the clusters; the largest clusters carry
 their number and top keyword.
 """
@@ -15,6 +16,10 @@ import numpy as np
 
 from clusterer.backend import Backend
 
+MAP_EPOCHS = 150
+"""UMAP epochs for the map: its input is already low-dimensional and well
+separated, and a picture needs fewer epochs than the clustering space."""
+
 LABELLED_CLUSTERS = 25
 """Clusters named on the map (the largest ones); more would overlap."""
 
@@ -25,7 +30,9 @@ def layout(backend: Backend, points: np.ndarray, use_umap: bool, seed: int) -> n
         out = np.zeros((len(points), 2), dtype=np.float32)
         out[:, : min(2, points.shape[1])] = points[:, :2]
         return out
-    model = backend.umap(n_components=2, n_neighbors=min(15, len(points) - 1), seed=seed)
+    model = backend.umap(
+        n_components=2, n_neighbors=min(15, len(points) - 1), seed=seed, epochs=MAP_EPOCHS, min_dist=0.1
+    )
     return np.asarray(model.fit_transform(points), dtype=np.float32)
 
 
@@ -40,10 +47,10 @@ def draw_map(
 
     fig, ax = plt.subplots(figsize=(11, 9), dpi=110)
     noise = labels < 0
-    ax.scatter(xy[noise, 0], xy[noise, 1], s=1, c="#c8c8c8", alpha=0.5, linewidths=0, label="unclustered")
+    size = max(1.5, min(10.0, 20_000.0 / max(len(xy), 1)))
+    ax.scatter(xy[noise, 0], xy[noise, 1], s=size / 2, c="#c8c8c8", alpha=0.5, linewidths=0, label="unclustered")
     cmap = plt.get_cmap("tab20")
     colours = cmap(np.mod(labels[~noise], 20))
-    size = max(1.0, min(8.0, 4000.0 / max(len(xy), 1)))
     ax.scatter(xy[~noise, 0], xy[~noise, 1], s=size, c=colours, alpha=0.8, linewidths=0)
     for c in sorted({int(v) for v in labels[~noise]})[:labelled]:
         at = np.median(xy[labels == c], axis=0)

@@ -38,7 +38,9 @@ class ClusterProfile:
 
 
 def centroid_similarity(parts: list[EmbeddingPart], labels: np.ndarray, progress: Progress) -> np.ndarray:
-    """Cosine of every point to its cluster's centroid (NaN for noise)."""
+    """Cosine of every point to its cluster's centroid (NaN where the label is -1).
+
+    Callers pass -1 for outliers too, so centroids are those of the core members."""
     k = int(labels.max()) + 1 if len(labels) else 0
     dim = parts[0].dim if parts else 0
     sums = np.zeros((max(k, 1), dim), dtype=np.float64)

@@ -39,6 +39,14 @@ def _header_lines(s: dict[str, Any]) -> list[str]:
     lines = [
         f"{s['points']:,} texts from {s['outputs']:,} output files, model `{s['model']}`.",
         f"{s['clusters']:,} clusters; {s['noise']:,} texts ({100 * s['noise_share']:.1f}%) unclustered.",
+        *(
+            [
+                f"{s['outliers']:,} texts ({100 * s['outliers_share']:.1f}%) lie in no dense region and joined "
+                "their nearest cluster (`outlier` in clusters.parquet; `--outliers keep` leaves them unclustered)."
+            ]
+            if s["parameters"]["outliers"] == "assign" and s["outliers"]
+            else []
+        ),
         f"Reduction: {p['reducer']} (PCA {p['pca_dims']} dims keeping {100 * p['pca_kept_variance']:.0f}% of the "
         f"variance; HDBSCAN in {p['dims']} dims) on {p['backend']}; HDBSCAN fitted on {p['sample']:,} points "
         f"(min cluster size {p['min_cluster_size']:,} texts, {p['sample_min_cluster_size']} in the sample; "

@@ -49,7 +49,8 @@ def describe_clusters(
     cfg: ClusterConfig, parts: list[EmbeddingPart], keys: pl.DataFrame, result: Labelled, progress: Progress
 ) -> tuple[list[ClusterProfile], list[tuple[str, float]]]:
     with progress.step("centroids and representatives"):
-        sims = centroid_similarity(parts, result.labels, progress)
+        core = np.where(result.outlier, -1, result.labels)
+        sims = centroid_similarity(parts, core, progress)
     with progress.step("joining texts"):
         wanted = texts_needed(keys, result.labels, sims, cfg)
         texts = fetch_texts(cfg.input_root, wanted, cfg.text_column, progress)
@@ -62,7 +63,7 @@ def draw(cfg: ClusterConfig, backend: Backend, result: Labelled, profiles: list[
     if cfg.map_points <= 0:
         return None
     pick = np.random.default_rng(cfg.seed).permutation(len(result.sample_index))[: cfg.map_points]
-    xy = layout(backend, result.sample.points[pick], cfg.reducer != "pca", cfg.seed)
+    xy = layout(backend, result.sample_reduced[pick], cfg.reducer != "pca", cfg.seed)
     names = {p.cluster: (p.keywords[0][0] if p.keywords else "") for p in profiles}
     n = len(result.labels)
     title = f"{len(profiles)} clusters of {n:,} texts ({len(pick):,} shown)"
@@ -95,6 +96,8 @@ def summarise(
         "clusters": len(profiles),
         "noise": noise,
         "noise_share": round(noise / max(n, 1), 6),
+        "outliers": int(result.outlier.sum()),
+        "outliers_share": round(float(result.outlier.mean()) if n else 0.0, 6),
         "parameters": {
             "reducer": cfg.reducer,
             "pca_dims": result.pca.dims,
@@ -105,6 +108,7 @@ def summarise(
             "sample_min_cluster_size": result.sample.min_cluster_size,
             "min_samples": result.sample.min_samples,
             "selection": cfg.selection,
+            "outliers": cfg.outliers,
             "assign_neighbors": cfg.assign_neighbors,
             "seed": cfg.seed,
             "backend": backend.name,
@@ -138,7 +142,9 @@ def write_results(
     """Every result file under ``cfg.out``; returns the summary."""
     cfg.out.mkdir(parents=True, exist_ok=True)
     with progress.step("writing clusters.parquet"):
-        outputs.write_clusters(cfg.out / outputs.CLUSTERS_FILE, keys, result.labels, result.probabilities)
+        outputs.write_clusters(
+            cfg.out / outputs.CLUSTERS_FILE, keys, result.labels, result.probabilities, result.outlier
+        )
     profiles, noise_words = describe_clusters(cfg, parts, keys, result, progress)
     with progress.step("drawing the map"):
         map_file = draw(cfg, backend, result, profiles)

@@ -53,12 +53,25 @@ def test_clusters_parquet_has_the_row_key_cluster_and_probability(tmp_path: Path
     truth = make_run(tmp_path, n=1200, clusters=4)
     assert main(["--data-root", str(tmp_path), "--out", str(tmp_path / "res"), *FAST]) == 0
     df = pl.read_parquet(tmp_path / "res" / "clusters.parquet")
-    assert df.columns == ["input_path", "row", "id", "cluster", "probability"]
+    assert df.columns == ["input_path", "row", "id", "cluster", "probability", "outlier"]
     assert df.height == len(truth)
     assert df.select(pl.struct("input_path", "row").is_unique().all()).item()
     assert df["input_path"].str.starts_with("chains/").all()
     assert df["probability"].is_between(0.0, 1.0).all()
     assert (df.filter(pl.col("cluster") < 0)["probability"] == 0).all()
+
+
+def test_keeping_outliers_leaves_them_unclustered(tmp_path: Path) -> None:
+    make_run(tmp_path, n=1200, clusters=4)
+    common = ["--data-root", str(tmp_path), "--min-samples", "25", *FAST]
+    assert main([*common, "--outliers", "keep", "--out", str(tmp_path / "keep")]) == 0
+    assert main([*common, "--out", str(tmp_path / "assign")]) == 0
+    keep = pl.read_parquet(tmp_path / "keep" / "clusters.parquet")
+    assign = pl.read_parquet(tmp_path / "assign" / "clusters.parquet")
+    assert keep["outlier"].sum() > 0, "this data leaves some points as noise"
+    assert (keep["outlier"] == (keep["cluster"] == -1)).all()
+    assert (assign["cluster"] >= 0).all()
+    assert assign["outlier"].sum() == keep["outlier"].sum()
 
 
 class _Collector(HTMLParser):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clusterer.assign import IvfIndex, vote
+from clusterer.assign import IvfIndex, label_all, vote
 from clusterer.backend import gpu_available, select_backend
 from clusterer.config import ClusterConfig
 from clusterer.fit import relabel_by_size, sample_parameters
@@ -64,6 +64,25 @@ def test_vote_takes_the_weighted_majority_and_noise_has_no_probability() -> None
     lab, prob = vote(labels, probs, dist)
     assert lab.tolist() == [1, -1, 4]
     assert prob[1] == 0.0 and 0.5 < prob[0] < 1.0
+
+
+def test_label_all_assigns_outliers_to_the_nearest_cluster_or_keeps_them() -> None:
+    rng = np.random.default_rng(4)
+    blobs = np.concatenate([rng.normal(0, 0.1, (100, 2)), rng.normal(5, 0.1, (100, 2))])
+    stray = np.array([[0.5, 0.5], [4.2, 4.4], [2.4, 2.6]])
+    points = np.concatenate([blobs, stray]).astype(np.float32)
+    sample = np.r_[np.arange(0, 200, 2), 200]
+    sample_labels = np.r_[np.zeros(50), np.ones(50), -1].astype(np.int32)
+    sample_probs = np.r_[np.ones(100), 0.0].astype(np.float32)
+    cpu = select_backend("cpu")
+    quiet = Progress(quiet=True)
+    labels, _, outlier = label_all(cpu, points, sample, sample_labels, sample_probs, 5, False, 0, quiet)
+    assert labels[1] == 0 and labels[101] == 1, "points between sample points take their label"
+    assert labels[200] == -1 and outlier[200]
+    labels, probs, outlier2 = label_all(cpu, points, sample, sample_labels, sample_probs, 5, True, 0, quiet)
+    assert np.array_equal(outlier, outlier2)
+    assert labels[200] == 0 and labels[201] == 1 and (labels >= 0).all()
+    assert probs[1] > 0.9
 
 
 def test_class_tfidf_prefers_words_distinctive_of_a_cluster() -> None:
