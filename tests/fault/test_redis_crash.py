@@ -3,7 +3,7 @@ middle of a run and restarted; the workers ride out the outage. Once plain,
 once with the AOF's tail torn off (as a power cut leaves it): Redis then
 refuses to start (``aof-load-truncated no``), ``redis-check-aof --fix`` cuts
 the torn command, and the restarted Redis has forgotten the last jobs the
-manager enqueued and the last completions. The manager's reconcile pass
+manager enqueued and the completions since (whose outputs are on disk). The manager's reconcile pass
 (``manager.scan.reconcile``) puts back what was lost; completed work is not
 redone (its outputs are on disk and up to date) and nothing is counted twice."""
 
@@ -56,7 +56,9 @@ def test_redis_killed_mid_run_is_healed_by_reconcile(
     fleet.start()
     assert wait_until(lambda: run.done_count() >= 15, 90), f"no progress\n{procs.logs()}"
     mark = server.aof_tail_file().stat().st_size
+    done_at_mark = run.done_count()
     run.enqueue(jobs[80:])
+    wait_until(lambda: run.done_count() >= done_at_mark + 5, 30)
     running_at_crash = sum(m.alive() for m, _env in fleet.members)
     done_at_crash = run.done_count()
     server.kill9()
@@ -69,6 +71,7 @@ def test_redis_killed_mid_run_is_healed_by_reconcile(
     forgotten = [j.id for j in run.enqueued if run.state_of(j.id) is None]
     if torn:
         assert forgotten, "the torn AOF should have lost the last enqueues"
+        assert done_after_restart < done_at_crash, "the torn AOF should have lost the last completions"
     healed = run.reconcile()
     assert healed >= len(forgotten), f"reconcile re-enqueued {healed} of {len(forgotten)} forgotten jobs"
     res = fleet.supervise(timeout_s=150)
