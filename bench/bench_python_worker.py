@@ -62,7 +62,15 @@ class Spec:
     repeats: int
 
 
-FULL = Spec(subreddits=2, files_per_subreddit=3, rows_per_file=250, repeats=3)
+FULL = Spec(subreddits=2, files_per_subreddit=1, rows_per_file=600, repeats=3)
+"""Two jobs of 600 rows: a job is the worker's unit of sorting and batching
+(real parts hold up to 200k rows), so files of a few dozen rows would measure
+per-job overhead rather than throughput."""
+THREADS = 1
+"""Intra-op threads on both sides. This shared 2-core machine is usually
+oversubscribed, and then two OpenMP threads stall at every barrier (measured:
+a forward pass of 8 tokens took 170 ms with 2 threads, 40 ms with 1), which
+swamps what is being compared. Both sides always use the same setting."""
 SMOKE = Spec(subreddits=1, files_per_subreddit=2, rows_per_file=15, repeats=1)
 """Smoke: tiny, fp32 only, no second model load and no separate worker process."""
 
@@ -222,6 +230,8 @@ def peak_rss_of_cli(url: str | None, data: Path, files: list[Path], model_id: st
         "--output-root",
         str(out),
         "--burst",
+        "--threads",
+        str(THREADS),
         "--log-level",
         "WARNING",
     ]
@@ -254,7 +264,7 @@ def measure(spec: Spec, work: Path, url: str | None, smoke: bool) -> dict[str, A
     uniq_texts = texts_of(uniq_files)
     dedup_ratio = per_job_dedup_ratio(dup_files)
 
-    fp32 = SentenceTransformerEmbedder(device="cpu", precision="fp32")
+    fp32 = SentenceTransformerEmbedder(device="cpu", precision="fp32", threads=THREADS)
     runner = Runner(work, url)
     fp32.encode(uniq_texts[:64])  # warm-up
     fp32.model.encode(uniq_texts[:64])
@@ -271,7 +281,7 @@ def measure(spec: Spec, work: Path, url: str | None, smoke: bool) -> dict[str, A
     if smoke:
         notes.append("Smoke run: fp32 only, no separate worker process.")
     elif cpu_has_fast_bf16():
-        auto = SentenceTransformerEmbedder(device="cpu", precision="auto")
+        auto = SentenceTransformerEmbedder(device="cpu", precision="auto", threads=THREADS)
         auto.encode(uniq_texts[:64])
         bf16 = compare(
             spec.repeats, lambda: runner.worker(auto, uniq_root, uniq_files), lambda: runner.bare(fp32, uniq_texts)
@@ -359,7 +369,7 @@ def measure(spec: Spec, work: Path, url: str | None, smoke: bool) -> dict[str, A
         f"worker's exit (reading, cleaning, dedup, token-budget batching, writing, bus calls over "
         f"{'a private redis-server' if url else 'the in-memory bus'}); for the baseline, one "
         f"`encode(texts, batch_size=32, normalize_embeddings=True)` call. Same model object, same texts, "
-        f"{spec.repeats} alternating pair(s)."
+        f"{spec.repeats} alternating pair(s), {THREADS} intra-op thread(s) on both sides."
         + (
             ""
             if smoke

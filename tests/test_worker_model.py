@@ -86,9 +86,14 @@ def test_huge_texts_are_cut_before_tokenizing_with_the_same_result(emb: Sentence
 
 def test_batches_respect_the_token_budget_and_the_memory_ceiling(emb: SentenceTransformerEmbedder) -> None:
     ids, _ = emb.tokenize(TEXTS)
+    seen = []
     for batch in emb._batches(ids):
         longest = max(len(ids[i]) for i in batch)
-        assert longest * len(batch) <= emb.token_budget or len(batch) == 1
+        padded, real = longest * len(batch), sum(len(ids[i]) for i in batch)
+        assert padded <= emb.token_budget or len(batch) == 1
+        assert padded - real <= max(st_embedder.MAX_PADDING * padded, st_embedder.PADDING_SLACK)
+        seen += batch.tolist()
+    assert sorted(seen) == list(range(len(TEXTS)))
     saved = emb.memory
     try:
         emb.memory = MemoryBudget(ceiling=1)  # no headroom: smallest batches
