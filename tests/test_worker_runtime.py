@@ -344,14 +344,14 @@ def test_lost_lease_abandons_the_job_between_chunks(rig: Rig) -> None:
 
 
 def test_prefetched_job_keeps_its_lease_while_the_current_one_runs(rig: Rig) -> None:
-    rig.bus.lease_ms = 100
+    rig.bus.lease_ms = 400
     jobs = rig.enqueue(rig.files(2))
     gate = Gate(rig.pipeline(), lambda j: j.id == jobs[0].id)
-    w = rig.worker(gate, lease_ms=100)
+    w = rig.worker(gate, lease_ms=400)
     th, _ = run_in_thread(w)
     assert gate.entered.wait(JOIN_S)
     wait_for(lambda: w._next is not None)
-    time.sleep(0.35)  # three leases long
+    time.sleep(1.3)  # three leases long
     assert rig.bus.claim("thief", ["default"], 0) is None  # both leases were renewed
     gate.release.set()
     th.join(JOIN_S)
