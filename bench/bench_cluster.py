@@ -108,27 +108,26 @@ def labelled_run(df: pl.DataFrame, x: np.ndarray) -> Path:
 
 # -- measuring -------------------------------------------------------------
 def measure(cmd: list[str], timeout_s: float) -> dict[str, Any]:
-    """Run a child; wall seconds, peak RSS (GB) and exit status."""
+    """Run a child; wall seconds, its own peak RSS (GB, from ``wait4``) and exit status."""
     t0 = time.monotonic()
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
-        deadline = t0 + timeout_s
-        while proc.poll() is None and time.monotonic() < deadline:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                proc.returncode = os.waitstatus_to_exitcode(status)
-                break
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        while not pid and time.monotonic() - t0 < timeout_s:
             time.sleep(0.2)
-        else:
-            usage = None
-        if proc.returncode is None:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if not pid:
             proc.kill()
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = -9
+            pid, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
         err.seek(0)
         tail = err.read().decode(errors="replace")[-2000:]
-    rss = usage.ru_maxrss / 1024**2 if usage is not None else float("nan")
-    return {"seconds": time.monotonic() - t0, "rss_gb": rss, "rc": proc.returncode, "stderr": tail}
+    return {
+        "seconds": time.monotonic() - t0,
+        "rss_gb": usage.ru_maxrss / 1024**2,
+        "rc": proc.returncode,
+        "stderr": tail,
+    }
 
 
 def cluster_cmd(root: Path, out: Path, *extra: str) -> list[str]:
@@ -276,11 +275,21 @@ def run(smoke: bool = False) -> dict[str, Any]:
     plan: list[dict[str, str]] = []
     scale_cols = ["points", "runs", "wall s", "peak RSS GB", "ARI vs planted", "clusters found / planted"]
     if smoke:
-        extra = ["--reducer", "pca", "--sample-size", "2000", "--map-points", "0"]
-        row, s = scale_row(5_000, 3, extra, work)
-        tables.append({"caption": "Smoke: 5,000 planted points, PCA reducer", "columns": scale_cols, "rows": [row]})
+        extra = ["--reducer", "pca", "--map-points", "0"]
+        row, s = scale_row(5_000, 2, [*extra, "--sample-size", "2000"], work)
+        full_row, full = scale_row(5_000, 2, [*extra, "--sample-size", "5000"], work)
+        row[0], full_row[0] = "5,000, HDBSCAN on a 2,000 sample + assignment", "5,000, HDBSCAN on all (baseline)"
+        ratio = full["seconds"] / s["seconds"]
+        tables.append(
+            {
+                "caption": f"Smoke: PCA reducer; sampled run {ratio:.2f}x the speed of the all-points baseline",
+                "columns": scale_cols,
+                "rows": [full_row, row],
+            }
+        )
         plan.append(_check("smoke: planted clusters recovered", "ARI >= 0.9", f"{s['ari']:.3f}", s["ari"] >= 0.9))
-        return {"title": "Clusterer (smoke)", "tables": tables, "plan": plan, "notes": "Smoke run: sizes only."}
+        notes = "Smoke run: small sizes; wall time is mostly interpreter start-up and imports."
+        return {"title": "Clusterer (smoke)", "tables": tables, "plan": plan, "notes": notes}
     rows = []
     small_row, small = scale_row(100_000, 3, [], work)
     rows.append(small_row)
@@ -336,7 +345,9 @@ def run(smoke: bool = False) -> dict[str, Any]:
     notes = (
         "Wall time and peak RSS are those of the `python -m clusterer` child process (numba JIT compilation "
         "included). NMI counts unclustered points as one more cluster. The baseline uses the same smallest "
-        "cluster size (0.5% of the points) as the default pipeline. The 1M row is a single run."
+        "cluster size (0.5% of the points) as the default pipeline. The 1M row is a single run. Clusters found "
+        "include one made of the planted background noise, which is uniform on the sphere and so gathers "
+        "near the centre of the PCA space."
     )
     return {"title": "Clusterer", "tables": tables, "plan": plan, "notes": notes}
 

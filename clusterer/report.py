@@ -93,9 +93,15 @@ blockquote{margin:.5em 0;padding:.3em .8em;border-left:3px solid #9ab;background
 """
 
 
+def _inline_html(line: str) -> str:
+    """Escaped header line with its Markdown code spans and bold made HTML."""
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(line))
+    return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+
+
 def render_html(s: dict[str, Any]) -> str:
     e = html.escape
-    head = "".join(f"<p>{e(line).replace('**', '')}</p>" for line in _header_lines(s))
+    head = "".join(f"<p>{_inline_html(line)}</p>" for line in _header_lines(s))
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Clusters</title><style>{CSS}</style>"]
     parts.append(f"</head><body><h1>Clusters</h1>{head}")
     if s.get("map"):
