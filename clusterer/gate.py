@@ -55,7 +55,15 @@ def open_run(cfg: ClusterConfig, progress: Progress) -> Completeness:
         f"{len(result.missing):,} incomplete"
     )
     if result.rows == 0:
-        raise NothingToCluster(f"nothing to cluster: no usable embeddings of model {model}\n{result.problems()}")
+        orphans = (
+            f"\n  - {len(result.ignored)} output(s) match no input under {cfg.input_root / 'chains'}"
+            " (wrong --input-root?)"
+            if result.ignored
+            else ""
+        )
+        raise NothingToCluster(
+            f"nothing to cluster: no usable embeddings of model {model}\n{result.problems()}{orphans}"
+        )
     if not result.complete:
         if not cfg.allow_partial:
             raise IncompleteRun(

@@ -93,6 +93,7 @@ def summarise(
         "complete": run_state.complete,
         "missing": run_state.missing[:MAX_LISTED_PROBLEMS],
         "queued_jobs": run_state.queued_jobs,
+        "ignored_outputs": run_state.ignored[:MAX_LISTED_PROBLEMS],
         "clusters": len(profiles),
         "noise": noise,
         "noise_share": round(noise / max(n, 1), 6),

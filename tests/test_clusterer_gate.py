@@ -88,6 +88,16 @@ def test_missing_input_root_is_a_clear_error(tmp_path: Path, capsys: pytest.Capt
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_outputs_without_their_inputs_point_at_the_input_root(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_run(tmp_path)
+    (tmp_path / "elsewhere" / "chains").mkdir(parents=True)
+    args = ["--input-root", str(tmp_path / "elsewhere"), "--output-root", str(tmp_path), *FAST]
+    assert main(args) == EXIT_EMPTY
+    assert "3 output(s) match no input" in capsys.readouterr().err
+
+
 def test_only_empty_outputs_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_run(tmp_path, np.zeros((0, 384), np.float32), [], files=1)
     assert main(["--data-root", str(tmp_path), "--allow-partial", *FAST]) == EXIT_EMPTY
