@@ -19,14 +19,21 @@ POINTS = ("after_tmp_write", "after_rename", "before_ack")
 
 
 def kill_run(
-    make_run: RunFactory, references: References, corpus: Corpus, kind: WorkerKind, every: int, per_point: int
+    make_run: RunFactory,
+    references: References,
+    corpus: Corpus,
+    kind: WorkerKind,
+    *,
+    size: int,
+    every: int,
+    per_point: int,
 ) -> None:
     reference = references.get(kind)
     run = make_run(kind, lease_ms=1500)
     jobs = jobs_for(corpus, corpus.files, kind.model_id())
     assert len(jobs) >= 200
     run.enqueue(jobs)
-    fleet = Fleet(run, size=2, env_for=lambda n: {FAULT_POINT: POINTS[n % 3], FAULT_EVERY: str(every)})
+    fleet = Fleet(run, size=size, env_for=lambda n: {FAULT_POINT: POINTS[n % 3], FAULT_EVERY: str(every)})
     fleet.start()
     res = fleet.supervise(timeout_s=240)
     assert res.finished, f"run did not finish: {res}\n{run.procs.logs()}"
@@ -38,7 +45,7 @@ def kill_run(
 def test_kill9_at_every_write_point_loses_nothing_and_counts_nothing_twice(
     make_run: RunFactory, references: References, corpus: Corpus, kind: WorkerKind
 ) -> None:
-    kill_run(make_run, references, corpus, kind, every=10, per_point=3)
+    kill_run(make_run, references, corpus, kind, size=2, every=10, per_point=3)
 
 
 @pytest.mark.slow
@@ -46,4 +53,6 @@ def test_kill9_at_every_write_point_loses_nothing_and_counts_nothing_twice(
 def test_kill9_with_the_real_model_matches_a_fault_free_run(
     make_run: RunFactory, references: References, corpus: Corpus, kind: WorkerKind
 ) -> None:
-    kill_run(make_run, references, corpus, kind, every=50, per_point=1)
+    # Three workers, one kill point each, each dying at its 40th: every point
+    # kills at least once while the model is loaded as few times as possible.
+    kill_run(make_run, references, corpus, kind, size=3, every=40, per_point=1)
