@@ -374,7 +374,9 @@ def check_outputs(data: Path, corpus_root: Path, inputs: list[str]) -> None:
     for rel in inputs:
         src = pq.read_table(corpus_root / rel)
         out = pq.read_table(data / output_path(rel, None))
-        meta = {k.decode(): v.decode() for k, v in (out.schema.metadata or {}).items()}
+        meta = {
+            k.decode(): v.decode() for k, v in (pq.read_metadata(data / output_path(rel, None)).metadata or {}).items()
+        }
         assert meta["embedfleet.input_path"] == rel
         non_null = src.num_rows - src.column("text").null_count
         rows = out.column("row").to_pylist()

@@ -102,7 +102,7 @@ def test_host_release_embeds_with_only_what_the_tarball_holds(
     assert worker.returncode == 0, worker.stderr[-3000:]
     for src in inputs:
         out = data / "embeddings" / src.relative_to(data / "chains")
-        meta = pq.read_schema(out).metadata or {}
+        meta = pq.read_metadata(out).metadata or {}
         assert meta[b"embedfleet.worker_kind"] == b"rust"
         assert pq.read_metadata(out).num_rows == pq.read_table(src).column("text").drop_null().length()
 
