@@ -194,7 +194,7 @@ def private_redis() -> Iterator[tuple[RedisServer, ProcessGroup]]:
 # -- 1. throughput ---------------------------------------------------------------
 def throughput(smoke: bool) -> tuple[dict[str, list[float]], int]:
     """Jobs/s of the protocol and of the bare baseline, 8 workers each."""
-    n_jobs, repeats, workers = (800, 1, 8) if smoke else (20_000, 3, 8)
+    n_jobs, repeats, workers = (800, 1, 8) if smoke else (10_000, 5, 8)
     rates: dict[str, list[float]] = {"protocol": [], "bare": []}
     with private_redis() as (server, procs):
         fleets = {m: Fleet(server, procs, f"bb{m[0]}", m, workers) for m in rates}
