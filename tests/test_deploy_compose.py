@@ -305,7 +305,7 @@ def corpus_tar(root: Path) -> tuple[bytes, list[str]]:
     """A generated corpus as a tar of ``chains/`` and its relative paths."""
     from corpus.generate import generate_corpus
 
-    paths = generate_corpus(root, suffixes=1, subreddits=2, files_per_subreddit=3, rows_per_file=1500, seed=5)
+    paths = generate_corpus(root, suffixes=1, subreddits=2, files_per_subreddit=3, rows_per_file=300, seed=5)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         tar.add(root / "chains", arcname="chains")
