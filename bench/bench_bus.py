@@ -334,6 +334,20 @@ def check(test: str, expected: str, measured: str, ok: bool) -> dict[str, str]:
     return {"test": test, "expected": expected, "measured": measured, "status": "pass" if ok else "fail"}
 
 
+def plan(smoke: bool, jobs_per_s: float, size: int, eff: float) -> list[dict[str, str]]:
+    """The claims; a smoke run is too small to test them and only shows it ran."""
+    if smoke:
+        return [
+            check("bus benchmark, smoke sizes (claims are checked by the full run)", "runs",
+                  f"{jobs_per_s:.0f} jobs/s; {size} workers at {100 * eff:.0f}% of ideal", True),
+        ]  # fmt: skip
+    return [
+        check("bus throughput, no-op embedder, 8 worker processes", ">= 2000 jobs/s", f"{jobs_per_s:.0f} jobs/s",
+              jobs_per_s >= 2000),
+        check(f"simulated fleet of {size} workers", ">= 90% of ideal throughput", f"{100 * eff:.1f}%", eff >= 0.9),
+    ]  # fmt: skip
+
+
 def run(smoke: bool) -> dict[str, Any]:
     rates, n_jobs = throughput(smoke)
     fleet = summarise(scaling(smoke))
@@ -346,20 +360,7 @@ def run(smoke: bool) -> dict[str, Any]:
         "title": "Job bus: protocol throughput and fleet scaling",
         "tables": [throughput_table(rates, n_jobs), fleet_table(fleet)],
         "figures": [{"caption": "Fleet scaling", "path": figure.relative_to(ROOT).as_posix()}],
-        "plan": [
-            check(
-                "bus throughput, no-op embedder, 8 worker processes",
-                ">= 2000 jobs/s",
-                f"{proto:.0f} jobs/s",
-                proto >= 2000,
-            ),
-            check(
-                f"simulated fleet of {last['size']} workers",
-                ">= 90% of ideal throughput",
-                f"{100 * eff:.1f}%",
-                eff >= 0.9,
-            ),
-        ],
+        "plan": plan(smoke, proto, last["size"], eff),
         "notes": NOTES,
     }
 

@@ -127,7 +127,11 @@ def run(smoke: bool) -> dict[str, Any]:
         ],
         "plan": [
             {
-                "test": f"fault harness: every scenario, worker kinds {kinds}",
+                "test": (
+                    f"fault harness, smoke selection ({' '.join(SMOKE_SELECTION[1:])}), worker kinds {kinds}"
+                    if smoke
+                    else f"fault harness: every scenario, worker kinds {kinds}"
+                ),
                 "expected": "all pass, none skipped",
                 "measured": f"{len(scen)} scenario runs, {len(failed)} failed, {len(skipped)} skipped",
                 "status": "pass" if rc == 0 and not failed and not skipped and scen else "fail",
