@@ -124,6 +124,9 @@ impl Job {
     pub fn from_json(raw: &str) -> Result<Job, CoreError> {
         let v: serde_json::Value =
             serde_json::from_str(raw).map_err(|e| CoreError::Protocol(format!("job message is not JSON: {e}")))?;
+        if !v.is_object() {
+            return Err(CoreError::Protocol("job message is not a JSON object".into()));
+        }
         match v.get("v").and_then(|x| x.as_u64()) {
             Some(x) if x == u64::from(PROTOCOL_VERSION) => {}
             other => return Err(CoreError::Protocol(format!("unsupported job message version {other:?}"))),
