@@ -27,7 +27,7 @@ pub struct Encoded {
 }
 
 /// A loaded model that turns distinct texts into normalised embeddings.
-pub trait Embedder {
+pub trait Embedder: Send {
     fn model_id(&self) -> &str;
     fn device(&self) -> &str;
     fn precision(&self) -> &str;

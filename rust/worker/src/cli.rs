@@ -23,6 +23,7 @@ use crate::paths::DataRoots;
 use crate::pipeline::{Pipeline, DEFAULT_CHUNK_ROWS};
 use crate::runtime::{Worker, WorkerConfig};
 use crate::settings::RedisSettings;
+use crate::stand_in::HashEmbedder;
 use crate::tokenize::TextTokenizer;
 
 /// Default model directory, relative to the working directory.
@@ -32,6 +33,14 @@ pub const DEFAULT_MODEL_DIR: &str = "models/onnx/minilm";
 pub enum DeviceArg {
     Cpu,
     Cuda,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EmbedderArg {
+    /// all-MiniLM-L6-v2 through ONNX Runtime
+    Onnx,
+    /// Deterministic stand-in with no model, for bus tests and benchmarks
+    Hash,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -108,6 +117,12 @@ pub struct Args {
     /// Rows read and embedded at a time
     #[arg(long, default_value_t = DEFAULT_CHUNK_ROWS)]
     pub chunk_rows: usize,
+    /// onnx: the model; hash: a stand-in with no model (bus tests, benchmarks)
+    #[arg(long, value_enum, default_value = "onnx")]
+    pub embedder: EmbedderArg,
+    /// Simulated model cost of --embedder hash
+    #[arg(long, default_value_t = 0.0)]
+    pub hash_seconds_per_row: f64,
 }
 
 fn usage(msg: impl Into<String>) -> WorkerError {
@@ -169,6 +184,12 @@ fn data_roots(a: &Args) -> Result<DataRoots> {
 
 fn embedder(a: &Args, memory: MemoryBudget) -> Result<Box<dyn Embedder>> {
     let dir = ModelDir::open(&model_dir(a.model_dir.as_deref()))?;
+    if a.embedder == EmbedderArg::Hash {
+        return Ok(Box::new(HashEmbedder::new(
+            dir.model_id(),
+            a.hash_seconds_per_row.max(0.0),
+        )));
+    }
     let threads = a
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));

@@ -301,7 +301,7 @@ fn arrow_reader(
 enum Source {
     Arrow(ParquetRecordBatchReader),
     Raw {
-        text: RawText,
+        text: Box<RawText>,
         ids: Option<ParquetRecordBatchReader>,
     },
     Done,
@@ -366,7 +366,10 @@ impl ChunkReader {
             )?),
             None => None,
         };
-        self.source = Source::Raw { text, ids };
+        self.source = Source::Raw {
+            text: Box::new(text),
+            ids,
+        };
         Ok(())
     }
 

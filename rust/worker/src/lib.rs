@@ -28,6 +28,7 @@ pub mod paths;
 pub mod pipeline;
 pub mod runtime;
 pub mod settings;
+pub mod stand_in;
 pub mod supervision;
 pub mod tokenize;
 

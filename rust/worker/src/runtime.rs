@@ -147,8 +147,10 @@ impl Worker {
     }
 
     /// Call the bus, waiting out outages with capped exponential backoff.
-    /// `None` when `give_up` and a stop was requested during an outage;
-    /// protocol errors (an unreadable message, already dead-lettered) pass.
+    /// With `give_up`, any failure is tried again (no busy loop) and `None`
+    /// comes back once a stop is requested; without, only outages are waited
+    /// out. Protocol errors (an unreadable message, already dead-lettered)
+    /// pass through at once.
     fn call<T>(
         &mut self,
         what: &str,
@@ -160,14 +162,13 @@ impl Worker {
             match f(&mut self.bus) {
                 Ok(v) => return Ok(Some(v)),
                 Err(e @ WorkerError::Protocol(_)) => return Err(e),
+                Err(e) if !give_up && !matches!(e, WorkerError::BusUnavailable(_)) => {
+                    return Err(e)
+                }
                 Err(e) => {
                     log::warn!("{what}: {e}; trying again in {:.1} s", delay.as_secs_f64());
-                    let stopped = if give_up {
-                        sleep_unless(&self.stop, delay)
-                    } else {
-                        sleep_unless(&AtomicBool::new(false), delay)
-                    };
-                    if stopped {
+                    let never = AtomicBool::new(false);
+                    if sleep_unless(if give_up { &self.stop } else { &never }, delay) {
                         return Ok(None);
                     }
                     delay = (delay * 2).min(RECONNECT_MAX);
@@ -176,9 +177,16 @@ impl Worker {
         }
     }
 
-    /// A bus call that must happen (completion, retry, dead letter).
+    /// A bus call that must happen (completion, retry, dead letter): outages
+    /// are waited out; any other failure is logged and the lease decides.
     fn must<T>(&mut self, what: &str, f: impl FnMut(&mut RedisBus) -> Result<T>) -> Option<T> {
-        self.call(what, false, f).ok().flatten()
+        match self.call(what, false, f) {
+            Ok(v) => v,
+            Err(e) => {
+                log::error!("{what} failed: {e}");
+                None
+            }
+        }
     }
 
     fn publish(&mut self, kind: &str, d: Option<&Delivery>, fields: Value) {

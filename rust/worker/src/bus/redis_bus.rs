@@ -557,6 +557,10 @@ impl RedisBus {
             let (q, d) = (self.keys.queue(lane), self.keys.delayed(lane));
             let delayed: i64 = self.with(|c, _| redis::cmd("ZCARD").arg(&d).query(c))?;
             total += delayed.max(0) as u64;
+            let exists: i64 = self.with(|c, _| redis::cmd("EXISTS").arg(&q).query(c))?;
+            if exists == 0 {
+                continue;
+            }
             let groups: Value =
                 self.with(|c, _| redis::cmd("XINFO").arg("GROUPS").arg(&q).query(c))?;
             for g in reply::items(&groups) {

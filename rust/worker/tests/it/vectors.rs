@@ -1,0 +1,79 @@
+//! The shared protocol vectors (`tests/vectors/*.json`) against the Rust core
+//! the worker uses: job ids, output paths, wire form, path safety, keys, and
+//! refused messages.
+
+use super::common;
+
+use embedfleet_core::{check_relative, Job, Keys};
+
+#[test]
+fn job_ids_outputs_and_wire_form_match_vectors() {
+    for case in common::vectors("jobs.json").as_array().unwrap() {
+        let inp = &case["input"];
+        let rows = inp["rows"]
+            .as_array()
+            .map(|r| (r[0].as_u64().unwrap(), r[1].as_u64().unwrap()));
+        let job = Job::create(
+            inp["path"].as_str().unwrap(),
+            inp["fingerprint"].as_str().unwrap(),
+            inp["model"].as_str().unwrap(),
+            rows,
+            inp.get("column").and_then(|c| c.as_str()).unwrap_or("text"),
+            inp.get("id_column").and_then(|c| c.as_str()),
+            inp.get("lane")
+                .and_then(|c| c.as_str())
+                .unwrap_or("default"),
+        )
+        .unwrap();
+        assert_eq!(job.id, case["id"].as_str().unwrap());
+        assert_eq!(job.out, case["out"].as_str().unwrap());
+        assert_eq!(job.to_json(), case["json"].as_str().unwrap());
+        assert_eq!(Job::from_json(case["json"].as_str().unwrap()).unwrap(), job);
+    }
+}
+
+#[test]
+fn path_safety_matches_vectors() {
+    for case in common::vectors("paths.json").as_array().unwrap() {
+        let path = case["path"].as_str().unwrap();
+        assert_eq!(
+            check_relative(path).is_ok(),
+            case["ok"].as_bool().unwrap(),
+            "{path:?}"
+        );
+    }
+}
+
+#[test]
+fn bad_messages_are_refused_with_a_reason() {
+    for case in common::vectors("bad_messages.json").as_array().unwrap() {
+        let err = Job::from_json(case["raw"].as_str().unwrap())
+            .unwrap_err()
+            .to_string();
+        let want = case["error_contains"].as_str().unwrap();
+        assert!(err.contains(want), "{err:?} does not say {want:?}");
+    }
+}
+
+#[test]
+fn keys_match_vectors() {
+    let v = common::vectors("keys.json");
+    let k = Keys::new(v["namespace"].as_str().unwrap());
+    let lane = v["lane"].as_str().unwrap();
+    assert_eq!(k.queue(lane), v["queue"].as_str().unwrap());
+    assert_eq!(k.delayed(lane), v["delayed"].as_str().unwrap());
+    let named = [
+        ("state", k.state()),
+        ("stats", k.stats()),
+        ("dead", k.dead()),
+        ("errors", k.errors()),
+        ("workers", k.workers()),
+        ("workers_seen", k.workers_seen()),
+        ("control", k.control()),
+        ("events", k.events()),
+        ("lanes", k.lanes()),
+    ];
+    for (name, key) in named {
+        assert_eq!(key, v[name].as_str().unwrap(), "{name}");
+    }
+}
