@@ -31,6 +31,13 @@ SCENARIOS = {
     "test_checker": "checker self-test",
     "test_harness_bites": "checks catch planted bugs",
 }
+SUBTESTS = {
+    "test_a_worker_cut_off_past_its_lease_does_not_count_the_job_taken_over": "link cut",
+    "test_a_slow_lossy_link_then_healed_loses_nothing": "slow lossy link",
+    "test_jobs_enqueued_twice_and_duplicate_entries_are_counted_once": "enqueued twice",
+    "test_a_running_job_claimed_by_a_second_worker_is_counted_once": "running job claimed",
+}
+"""Short names of the scenarios that have two tests."""
 SMOKE_SELECTION = ["-k", "checker or enqueued_twice"]
 
 
@@ -77,7 +84,9 @@ def scenario_of(nodeid: str) -> str:
 
 def variant_of(nodeid: str) -> str:
     name = nodeid.split("::")[-1]
-    return name[name.index("[") + 1 : -1] if "[" in name else "-"
+    func, _, param = name.partition("[")
+    param = param.rstrip("]") or "-"
+    return f"{SUBTESTS[func]}, {param}" if func in SUBTESTS else param
 
 
 def rows_for(records: dict[str, dict[str, Any]], results: dict[str, tuple[str, float, str]]) -> list[list[Any]]:
