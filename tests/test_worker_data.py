@@ -22,8 +22,9 @@ from workers.dedup import DedupCache, embed_rows
 from workers.embedder import HashEmbedder
 from workers.limits import MemoryBudget, PartTooLarge, parse_size
 from workers.paths import DataRoots, fingerprint
-from workers.pipeline import EmbedPipeline, JobResult
+from workers.pipeline import EmbedPipeline
 from workers.reader import open_part, read_chunk
+from workers.result import JobResult
 from workers.writer import Provenance, is_up_to_date, read_metadata
 
 MODEL = "all-MiniLM-L6-v2@test"

@@ -23,7 +23,8 @@ from bus.transport import Delivery, Outcome
 from workers import runtime
 from workers.embedder import Encoded, HashEmbedder
 from workers.paths import DataRoots
-from workers.pipeline import EmbedPipeline, JobResult, PreparedJob
+from workers.pipeline import EmbedPipeline, PreparedJob
+from workers.result import JobResult
 from workers.runtime import Worker, WorkerConfig, reason_for
 from workers.supervision import EXIT_JOB_TIMEOUT, StopSignals
 from workers.testing import enqueue_all, jobs_for, memory_backlog

@@ -16,7 +16,7 @@ from bus.transport import Delivery, Transport, WorkerRecord
 from workers import KIND, __version__
 
 if TYPE_CHECKING:
-    from workers.pipeline import JobResult
+    from workers.result import JobResult
     from workers.runtime import WorkerConfig
 
 log = logging.getLogger(__name__)

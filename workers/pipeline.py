@@ -24,6 +24,7 @@ from workers.limits import MemoryBudget
 from workers.paths import DataRoots, fingerprint
 from workers.readahead import ReadAhead
 from workers.reader import Chunk, InputPart, open_part, read_chunk
+from workers.result import JobResult
 from workers.writer import OutputWriter, Provenance, is_up_to_date, metadata
 
 DEFAULT_CHUNK_ROWS = 32_768
@@ -31,16 +32,6 @@ MIN_CHUNK_ROWS = 1_024
 ROW_OVERHEAD = 2 * EMBEDDING_DIM * 4 + 300
 """Working bytes per row besides its text: the embedding twice (computed and
 written) plus Python objects."""
-
-
-@dataclass
-class JobResult:
-    """What a finished job reports to the bus and the journal."""
-
-    rows: int
-    skipped: bool
-    counts: Counts
-    seconds: float
 
 
 @dataclass

@@ -23,7 +23,7 @@ from bus.transport import Controls, Delivery, Outcome, Transport
 from workers import KIND, __version__, faults
 from workers.heartbeat import Heartbeat, WorkerStats
 from workers.lease import LeaseKeeper
-from workers.pipeline import JobResult
+from workers.result import JobResult
 from workers.supervision import StopSignals, Watchdog
 
 log = logging.getLogger(__name__)
