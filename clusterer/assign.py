@@ -4,7 +4,7 @@ HDBSCAN-labelled sample.
 The nearest neighbours come from an inverted-file index (IVF): k-means cells
 over the sample, each query compared only with the members of its ``nprobe``
 closest cells, in one compiled (numba) loop over the queries on every core.
-On a million 50-dimensional points against a 60,000-point sample this takes
+On a million 50-dimensional points against a 40,000-point sample this takes
 seconds, where umap-learn's ``transform`` followed by
 ``hdbscan.approximate_predict`` took minutes for the same labels (see
 docs/clustering.md).

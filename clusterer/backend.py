@@ -51,8 +51,11 @@ class CpuBackend:
     ) -> Any:
         import umap
 
-        # A fixed random_state makes umap-learn single-threaded; the seed is
-        # honoured through its own RNG while keeping every core busy.
+        # Unseeded on purpose: a fixed random_state makes umap-learn
+        # single-threaded (several times slower here); --seed still fixes the
+        # sample, the PCA and the index. low_memory=False keeps NN-descent's
+        # candidate heaps in memory (small at sample sizes) and measured ~30%
+        # faster.
         return umap.UMAP(
             n_components=n_components,
             n_neighbors=n_neighbors,
@@ -61,7 +64,7 @@ class CpuBackend:
             random_state=None,
             transform_seed=seed,
             n_jobs=_threads(),
-            low_memory=True,
+            low_memory=False,
             n_epochs=epochs,
         )
 

@@ -12,7 +12,7 @@ The defaults were chosen by measurement on this project's benchmark
   a low-dimensional space (it degrades fast past ~10 dimensions), and UMAP's
   cost grows with the points it is fitted on, not the points it is applied
   to afterwards.
-- HDBSCAN on a sample of 60,000 points: the cluster tree of a uniform sample
+- HDBSCAN on a sample of 40,000 points: the cluster tree of a uniform sample
   has the same large clusters as the full tree, and fitting costs
   O(n log n) in the sample alone. Every other point gets the label of its
   nearest sample neighbours in the PCA space (see ``clusterer.assign``).
@@ -55,7 +55,7 @@ class ClusterConfig:
     dims: int = 5
     """Dimensions of the space HDBSCAN runs in (UMAP's output)."""
     umap_neighbors: int = 15
-    sample_size: int = 60_000
+    sample_size: int = 40_000
     min_cluster_size: int | None = None
     """Smallest cluster, in texts of the whole run; ``None``: scaled to the run."""
     min_samples: int | None = None
