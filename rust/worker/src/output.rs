@@ -95,18 +95,22 @@ pub fn up_to_date(path: &Path, job: &Job) -> Option<HashMap<String, String>> {
     .then_some(meta)
 }
 
+/// Name of the list element: pyarrow writes Parquet's compliant `element`
+/// (and reads it back as such), so the Rust worker's files read identically.
+const ELEMENT: &str = "element";
+
+fn element() -> Arc<Field> {
+    Arc::new(Field::new(ELEMENT, DataType::Float32, true))
+}
+
 /// `row`, optional `id`, `embedding`: the same schema pyarrow writes.
 pub fn output_schema(id_type: Option<&DataType>) -> SchemaRef {
     let mut fields = vec![Field::new("row", DataType::Int64, false)];
     if let Some(t) = id_type {
         fields.push(Field::new("id", t.clone(), true));
     }
-    let item = Arc::new(Field::new_list_field(DataType::Float32, true));
-    fields.push(Field::new(
-        "embedding",
-        DataType::FixedSizeList(item, EMBEDDING_DIM as i32),
-        false,
-    ));
+    let list = DataType::FixedSizeList(element(), EMBEDDING_DIM as i32);
+    fields.push(Field::new("embedding", list, false));
     Arc::new(Schema::new(fields))
 }
 
@@ -187,9 +191,8 @@ impl OutputWriter {
         if let Some(ids) = ids {
             cols.push(ids);
         }
-        let item = Arc::new(Field::new_list_field(DataType::Float32, true));
         let values = Arc::new(Float32Array::from(embeddings));
-        let list = FixedSizeListArray::try_new(item, EMBEDDING_DIM as i32, values, None)
+        let list = FixedSizeListArray::try_new(element(), EMBEDDING_DIM as i32, values, None)
             .map_err(|e| io_err("embeddings", e))?;
         cols.push(Arc::new(list));
         let batch = RecordBatch::try_new(self.schema.clone(), cols)
