@@ -54,7 +54,7 @@ def engine_answers() -> bool:
     if not shutil.which("docker"):
         return False
     try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=30, check=False).returncode == 0
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=120, check=False).returncode == 0
     except subprocess.TimeoutExpired:
         return False
 
