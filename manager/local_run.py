@@ -78,8 +78,21 @@ def worker_commands(a: argparse.Namespace, data: Path) -> list[tuple[str, list[s
         cmds.append(("python", [sys.executable, "-m", "workers.mps", *common, "--threads", "1"]))
     if a.worker_bin is not None and a.worker_bin.exists():
         for _ in range(a.rust_workers):
-            cmds.append(("rust", [str(a.worker_bin), *common, "--model-dir", str(a.onnx_dir.resolve()),
-                                  "--precision", a.rust_precision, "--threads", "1"]))
+            cmds.append(
+                (
+                    "rust",
+                    [
+                        str(a.worker_bin),
+                        *common,
+                        "--model-dir",
+                        str(a.onnx_dir.resolve()),
+                        "--precision",
+                        a.rust_precision,
+                        "--threads",
+                        "1",
+                    ],
+                )
+            )
     elif a.rust_workers:
         print(f"[run] no Rust worker binary at {a.worker_bin}: running the Python worker alone")
     return cmds
@@ -101,10 +114,10 @@ def stop_workers(workers: list[WorkerProc], grace_s: float = 30.0) -> None:
             w.log_file.close()
 
 
-def run_clusterer(data: Path, run_dir: Path) -> dict[str, Any] | None:
-    cmd = [sys.executable, "-m", "clusterer", "--input", str(data), "--output", str(data)]
+def run_clusterer(data: Path, env: dict[str, str]) -> dict[str, Any] | None:
+    cmd = [sys.executable, "-m", "clusterer", "--data-root", str(data)]
     print("[run] clustering: " + " ".join(cmd[1:]))
-    proc = subprocess.run(cmd, text=True)
+    proc = subprocess.run(cmd, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"clusterer exited with status {proc.returncode}")
     import json
@@ -139,9 +152,9 @@ def main(a: argparse.Namespace) -> int:
         stack.callback(stop_workers, workers)
         print(f"[run] started {len(workers)} workers ({', '.join(w.kind for w in workers)}); logs in {log_dir}")
 
-        def cluster(req: ClusterRequest) -> dict[str, Any] | None:
+        def cluster(_req: ClusterRequest) -> dict[str, Any] | None:
             stop_workers(workers)
-            return run_clusterer(data, req.run_dir)
+            return run_clusterer(data, env)
 
         t0 = time.monotonic()
         summary = coord.run(cluster=None if a.no_cluster else cluster)
