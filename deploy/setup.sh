@@ -66,11 +66,21 @@ step_rust() {
   cargo build --release -q --manifest-path rust/Cargo.toml -p embedfleet-worker
 }
 
+# The export (and its quality gate) takes minutes on 2 cores, so its result is
+# kept under EMBEDFLEET_HOME, keyed by the exporter's code and the pinned
+# requirements, and copied into each clone.
 step_onnx() {
-  if [ ! -f "$ONNX_DIR/embedfleet_model.json" ]; then
-    log "exporting the model to ONNX ($ONNX_DIR)"
-    HF_HUB_OFFLINE=1 "$VENV/bin/python" -m models.export_onnx --output "$ONNX_DIR"
+  [ -f "$ONNX_DIR/embedfleet_model.json" ] && return 0
+  local h; h=$(hash_of models/export_onnx.py models/source.py requirements.txt requirements-data.txt)
+  local cached=$EMBEDFLEET_HOME/onnx/$h
+  if [ ! -f "$cached/embedfleet_model.json" ]; then
+    log "exporting the model to ONNX ($cached)"
+    rm -rf "$cached.tmp"
+    HF_HUB_OFFLINE=1 "$VENV/bin/python" -m models.export_onnx --output "$cached.tmp"
+    rm -rf "$cached" && mv "$cached.tmp" "$cached"
   fi
+  mkdir -p "$(dirname "$ONNX_DIR")"
+  rm -rf "$ONNX_DIR" && cp -r "$cached" "$ONNX_DIR"
 }
 
 case "${1:-all}" in
