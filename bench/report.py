@@ -43,11 +43,17 @@ def document(results: list[dict[str, Any]], header: str) -> str:
     plan = [row for r in results for row in r.get("plan", [])]
     for r in results:
         if r.get("error"):
-            plan.append({"test": f"{r['module']} ran", "expected": "completes", "measured": r["error"][:80],
-                         "status": "fail"})
-    plan_rows = [[p["test"], p["expected"], p["measured"], "✅ pass" if p["status"] == "pass" else "❌ fail"]
-                 for p in plan]
-    body = [header, "## Results (test plan)", "", table("Every claim, measured", ["test", "expected", "measured",
-                                                                              "status"], plan_rows)]
+            plan.append(
+                {"test": f"{r['module']} ran", "expected": "completes", "measured": r["error"][:80], "status": "fail"}
+            )
+    plan_rows = [
+        [p["test"], p["expected"], p["measured"], "✅ pass" if p["status"] == "pass" else "❌ fail"] for p in plan
+    ]
+    body = [
+        header,
+        "## Results (test plan)",
+        "",
+        table("Every claim, measured", ["test", "expected", "measured", "status"], plan_rows),
+    ]
     body += [section(r) for r in results]
     return "\n".join(body)

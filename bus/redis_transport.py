@@ -140,7 +140,7 @@ class RedisTransport:
             if self.renew(consumer, d):
                 return d
         for lane in lanes:
-            resp = self.r.xreadgroup(c.GROUP, consumer, {self.keys.queue(lane): ">"}, count=1)
+            resp: Any = self.r.xreadgroup(c.GROUP, consumer, {self.keys.queue(lane): ">"}, count=1)
             for _stream, entries in resp or []:
                 for entry_id, fields in entries:
                     return self._delivery(consumer, lane, _s(entry_id), fields, 1)

@@ -19,8 +19,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     paths = generate_corpus(
-        a.output, suffixes=a.suffixes, subreddits=a.subreddits,
-        files_per_subreddit=a.files_per_subreddit, rows_per_file=a.rows_per_file, seed=a.seed,
+        a.output,
+        suffixes=a.suffixes,
+        subreddits=a.subreddits,
+        files_per_subreddit=a.files_per_subreddit,
+        rows_per_file=a.rows_per_file,
+        seed=a.seed,
     )
     rows = a.rows_per_file * len(paths)
     print(f"wrote {len(paths)} files, {rows} rows under {a.output / 'chains'}")

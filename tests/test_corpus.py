@@ -20,8 +20,9 @@ def test_layout_and_determinism(tmp_path: Path) -> None:
     a = generate_corpus(tmp_path / "a", suffixes=2, subreddits=3, files_per_subreddit=2, rows_per_file=50, seed=7)
     b = generate_corpus(tmp_path / "b", suffixes=2, subreddits=3, files_per_subreddit=2, rows_per_file=50, seed=7)
     assert len(a) == 2 * 3 * 2
-    assert all(p.relative_to(tmp_path / "a").parts[0] == "chains" and len(p.relative_to(tmp_path / "a").parts) == 4
-               for p in a)
+    assert all(
+        p.relative_to(tmp_path / "a").parts[0] == "chains" and len(p.relative_to(tmp_path / "a").parts) == 4 for p in a
+    )
     assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
     c = generate_corpus(tmp_path / "c", suffixes=2, subreddits=3, files_per_subreddit=2, rows_per_file=50, seed=8)
     assert _texts(a) != _texts(c)

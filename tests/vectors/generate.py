@@ -152,8 +152,14 @@ def main() -> None:
     jobs = []
     for kw in JOB_CASES:
         job = Job.create(model=MODEL, **kw)  # type: ignore[arg-type]
-        jobs.append({"input": {**kw, "rows": list(kw["rows"]) if kw.get("rows") else None, "model": MODEL},
-                     "id": job.id, "out": job.out, "json": job.to_json()})
+        jobs.append(
+            {
+                "input": {**kw, "rows": list(kw["rows"]) if kw.get("rows") else None, "model": MODEL},
+                "id": job.id,
+                "out": job.out,
+                "json": job.to_json(),
+            }
+        )
     paths = []
     for p, ok in PATHS:
         try:
@@ -165,10 +171,19 @@ def main() -> None:
         paths.append({"path": p, "ok": ok})
     k = Keys(DEFAULT_NAMESPACE)
     keys = {
-        "namespace": DEFAULT_NAMESPACE, "lane": "gpu",
-        "queue": k.queue("gpu"), "delayed": k.delayed("gpu"), "state": k.state, "stats": k.stats,
-        "dead": k.dead, "errors": k.errors, "workers": k.workers, "workers_seen": k.workers_seen,
-        "control": k.control, "events": k.events, "lanes": k.lanes,
+        "namespace": DEFAULT_NAMESPACE,
+        "lane": "gpu",
+        "queue": k.queue("gpu"),
+        "delayed": k.delayed("gpu"),
+        "state": k.state,
+        "stats": k.stats,
+        "dead": k.dead,
+        "errors": k.errors,
+        "workers": k.workers,
+        "workers_seen": k.workers_seen,
+        "control": k.control,
+        "events": k.events,
+        "lanes": k.lanes,
     }
     out = {
         "jobs.json": jobs,
