@@ -71,7 +71,7 @@ step_rust() {
 # requirements, and copied into each clone.
 step_onnx() {
   [ -f "$ONNX_DIR/embedfleet_model.json" ] && return 0
-  local h; h=$(hash_of models/export_onnx.py models/source.py requirements.txt requirements-data.txt)
+  local h; h=$(hash_of models/export_onnx.py models/onnx_quant.py models/source.py requirements.txt requirements-data.txt)
   local cached=$EMBEDFLEET_HOME/onnx/$h
   if [ ! -f "$cached/embedfleet_model.json" ]; then
     log "exporting the model to ONNX ($cached)"

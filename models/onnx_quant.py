@@ -116,6 +116,7 @@ def quantize_int8(
             str(out_path),
             op_types_to_quantize=["MatMul"],
             per_channel=True,
+            reduce_range=True,
             weight_type=QuantType.QInt8,
             extra_options={"MatMulConstBOnly": True},
         )
@@ -127,6 +128,7 @@ def quantize_int8(
         "ops": ["MatMul"],
         "per_channel": True,
         "weight_type": "int8",
+        "reduce_range": True,
         "activations": "uint8, dynamic per tensor",
         "smoothing_alpha": alpha,
         "smoothed_inputs": added,
