@@ -378,6 +378,14 @@ def measure(spec: Spec, work: Path, url: str | None, smoke: bool) -> dict[str, A
         plan += checks
     else:
         notes.append("This CPU has neither AVX512-BF16 nor AMX: the bf16 comparison was not run.")
+        plan.append(
+            {
+                "test": "Python worker bf16 throughput vs bare encode fp32",
+                "expected": ">= 1.4x where the CPU has AVX512-BF16 or AMX",
+                "measured": "not applicable: this CPU has neither (the worker keeps fp32)",
+                "status": "n/a",
+            }
+        )
     by_rows, by_tokens = per_job_dedup_ratio(c.dup_files), token_dedup_ratio(fp32, c.dup_files)
     by_tokens_sample = token_dedup_ratio(fp32, c.sample_files)
     label = f"worker fp32 vs bare fp32, sample corpus twice (dedup ratio {by_rows:.2f} rows, {by_tokens:.2f} tokens)"

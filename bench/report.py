@@ -6,6 +6,8 @@ import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
+STATUS = {"pass": "✅ pass", "fail": "❌ fail", "n/a": "➖ n/a (hardware absent)"}
+
 
 def spread(samples: Sequence[float], fmt: str = "{:.2f}") -> str:
     """``median (min–max)`` of repeated measurements."""
@@ -46,9 +48,7 @@ def document(results: list[dict[str, Any]], header: str) -> str:
             plan.append(
                 {"test": f"{r['module']} ran", "expected": "completes", "measured": r["error"][:80], "status": "fail"}
             )
-    plan_rows = [
-        [p["test"], p["expected"], p["measured"], "✅ pass" if p["status"] == "pass" else "❌ fail"] for p in plan
-    ]
+    plan_rows = [[p["test"], p["expected"], p["measured"], STATUS.get(p["status"], "❌ fail")] for p in plan]
     body = [
         header,
         "## Results (test plan)",
