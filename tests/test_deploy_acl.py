@@ -148,6 +148,9 @@ def test_each_role_runs_its_part_of_a_run_with_nothing_denied(acl_redis: AclRedi
     for action in ("pause", "resume", "drain", "resume", "requeue-failed"):
         proc = run(["-m", "manager", action, "--redis-url", r.url("manager")])
         assert proc.returncode == 0, f"{action}: {proc.stderr[-2000:]}"
+    rescan = run(["-m", "manager", "scan", "--input", str(data), "--output", str(data),
+                  "--redis-url", r.url("manager"), "--namespace", NS, "--reconcile"])  # fmt: skip
+    assert rescan.returncode == 0, f"scan --reconcile: {rescan.stderr[-2000:]}"
     status = run(["-m", "manager", "status", "--redis-url", r.url("manager"), "--output", str(data), "--json"])
     assert status.returncode == 0, status.stderr[-2000:]
     assert acl_denials(r) == []

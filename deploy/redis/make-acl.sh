@@ -41,9 +41,11 @@ WORKER_CMDS="$CONNECT $SCRIPTS +time
   +hget +hgetall +hmget +hset +hdel +hincrby +hexists
   +zadd +zrangebyscore +zrem +zcard
   +smembers +sismember +exists +type"
+# reconcile (after a Redis crash) takes a lock with SET NX PX and requeues in MULTI/EXEC.
 MANAGER_CMDS="$WORKER_CMDS
   +sadd +srem +xread +xrevrange +xtrim +xdel +xinfo|consumers +xgroup|delconsumer +xgroup|setid
-  +hlen +hscan +hkeys +hvals +del +unlink +scan +expire +pexpire +ttl +pttl +info +memory|usage +dbsize"
+  +hlen +hscan +hkeys +hvals +del +unlink +scan +expire +pexpire +ttl +pttl +info +memory|usage +dbsize
+  +set +get +multi +exec +zrange"
 
 # Worker keys, read-write; the controls and the lane set, read-only.
 WORKER_KEYS="~$NS:q:* ~$NS:delayed:* ~$NS:state ~$NS:stats ~$NS:errors ~$NS:dead
