@@ -111,7 +111,7 @@ def _register_serve(sub: Any) -> None:
     p.add_argument("--no-advertise", action="store_true", help="do not advertise the bus over mDNS")
     p.add_argument(
         "--cluster-command",
-        help="run after embedding, e.g. 'python -m clusterer --input "
+        help="run after embedding, e.g. 'python -m clusterer --data-root "
         "{output_root}' ({output_root}, {run_dir}, {run_id} filled in)",
     )
     p.add_argument("--keep-serving", action="store_true", help="keep the dashboard up after the run ends")
