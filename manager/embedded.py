@@ -48,7 +48,7 @@ class EmbeddedRedis:
     """A private Redis server for the lifetime of a ``with`` block."""
 
     def __init__(self, workdir: Path, port: int | None = None) -> None:
-        self.workdir = workdir
+        self.workdir = workdir.resolve()  # redis-server chdirs to --dir before it opens --logfile
         self.port = port or _free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import redis
 
 from bus.messages import Job
@@ -23,3 +24,12 @@ def test_embedded_redis_runs_the_protocol_and_persists_with_aof(tmp_path: Path) 
         assert t.trim("default") >= 0
     assert list((tmp_path / "redis").glob("appendonly*")), "AOF is on, as on a fleet's Redis"
     assert server.proc is not None and server.proc.poll() is not None, "stopped on exit"
+
+
+def test_embedded_redis_starts_from_a_relative_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``make run`` passes ``data/.embedfleet/redis``: redis-server changes into
+    ``--dir`` before it opens ``--logfile``, so a relative path must not reach it."""
+    monkeypatch.chdir(tmp_path)
+    with EmbeddedRedis(Path("data") / "redis") as server:
+        assert redis.Redis.from_url(server.url).ping()
+    assert (tmp_path / "data" / "redis" / "redis.log").stat().st_size > 0
