@@ -55,8 +55,10 @@ def walk_parquet(root: Path) -> Iterator[Path]:
                 yield Path(dirpath) / name
 
 
-def _meta(schema: pa.Schema) -> dict[str, str]:
-    raw = schema.metadata or {}
+def _meta(pf: pq.ParquetFile) -> dict[str, str]:
+    """Provenance from the footer's key-value metadata, where both workers write
+    it (the Arrow schema's metadata is read too, for files written with it)."""
+    raw = {**(pf.schema_arrow.metadata or {}), **(pf.metadata.metadata or {})}
     return {k.decode(): v.decode() for k, v in raw.items() if k.startswith(META_PREFIX.encode())}
 
 
@@ -67,7 +69,7 @@ def describe(path: Path, rel: str) -> EmbeddingPart:
     except (OSError, pa.ArrowException) as e:
         raise ValueError(f"{rel}: not a readable Parquet file ({e})") from None
     schema = pf.schema_arrow
-    meta = _meta(schema)
+    meta = _meta(pf)
     if "embedding" not in schema.names or "row" not in schema.names:
         raise ValueError(f"{rel}: lacks the row or embedding column")
     emb = schema.field("embedding").type

@@ -146,7 +146,14 @@ def _write_pair(
         "rows_total": str(n),
         "rows_embedded": str(n),
     }
-    table = pa.table(out_cols).replace_schema_metadata({META_PREFIX + k: v for k, v in meta.items()})
     out = root / output_path(rel, None)
     out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, out, row_group_size=rg, compression="none")
+    write_like_a_worker(pa.table(out_cols), out, {META_PREFIX + k: v for k, v in meta.items()}, rg)
+
+
+def write_like_a_worker(table: pa.Table, out: Path, meta: dict[str, str], row_group_size: int | None = None) -> None:
+    """Write an output as both workers do: provenance in the footer's key-value
+    metadata, added after the rows (not in the Arrow schema's metadata)."""
+    with pq.ParquetWriter(out, table.schema, compression="none") as w:
+        w.write_table(table, row_group_size=row_group_size)
+        w.add_key_value_metadata(meta)

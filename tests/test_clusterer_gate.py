@@ -19,7 +19,7 @@ from bus.messages import output_path
 from clusterer.catalog import load_catalog
 from clusterer.cli import EXIT_EMPTY, EXIT_INCOMPLETE, main
 from clusterer.completeness import check, cover
-from clusterer.synthetic import SYNTHETIC_MODEL, PlantedSpec, planted, texts_for, write_run
+from clusterer.synthetic import SYNTHETIC_MODEL, PlantedSpec, planted, texts_for, write_like_a_worker, write_run
 
 FAST = ["--reducer", "pca", "--map-points", "0", "-q"]
 
@@ -123,16 +123,14 @@ def test_corrupt_output_is_reported(tmp_path: Path, capsys: pytest.CaptureFixtur
 def _split_outputs(root: Path, rel: str, ranges: list[tuple[int, int]]) -> None:
     """Replace the whole-file output of ``rel`` by row-range parts."""
     whole = root / output_path(rel, None)
-    table = pq.read_table(whole)
-    meta = dict(table.schema.metadata)
+    table = pq.read_table(whole).replace_schema_metadata(None)
+    raw = pq.read_metadata(whole).metadata or {}
+    meta = {k.decode(): v.decode() for k, v in raw.items() if k.startswith(META_PREFIX.encode())}
+    assert meta, "outputs carry their provenance in the footer's key-value metadata"
     whole.unlink()
     for lo, hi in ranges:
-        m = {
-            **meta,
-            (META_PREFIX + "row_start").encode(): str(lo).encode(),
-            (META_PREFIX + "row_end").encode(): str(hi).encode(),
-        }
-        pq.write_table(table.slice(lo, hi - lo).replace_schema_metadata(m), root / output_path(rel, (lo, hi)))
+        m = {**meta, META_PREFIX + "row_start": str(lo), META_PREFIX + "row_end": str(hi)}
+        write_like_a_worker(table.slice(lo, hi - lo), root / output_path(rel, (lo, hi)), m)
 
 
 def test_row_range_parts_cover_a_file(tmp_path: Path) -> None:
