@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from bench.report import spread
 from corpus.generate import generate_corpus
+from models.ort import ort_library
 from models.source import default_model_dir, model_id
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,10 +62,6 @@ class Measure:
 
 
 # -- set-up -----------------------------------------------------------------------
-def ort_library() -> Path:
-    import onnxruntime
-
-    return sorted((Path(onnxruntime.__file__).parent / "capi").glob("libonnxruntime.so*"))[-1]
 
 
 @contextmanager

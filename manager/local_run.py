@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -68,6 +69,44 @@ def start_worker(kind: str, cmd: list[str], env: dict[str, str], log_dir: Path, 
     fh = open(log_path, "ab")
     proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT)
     return WorkerProc(kind, proc, log_path, fh)
+
+
+def last_line(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1][-300:] if lines else ""
+
+
+def watch_workers(workers: list[WorkerProc], coord: Any, stopping: threading.Event) -> None:
+    """Say when a worker dies on its own; end the run (interrupted) when none is left,
+    instead of waiting for a queue nobody drains."""
+    reported: set[int] = set()
+    while not stopping.wait(1.0):
+        for i, w in enumerate(workers):
+            rc = w.proc.poll()
+            if rc is not None and i not in reported:
+                reported.add(i)
+                print(f"[run] {w.kind} worker exited with status {rc}: {last_line(w.log_path)} (log {w.log_path})")
+        if len(reported) == len(workers):
+            print("[run] every worker has exited: ending the run")
+            coord.stop()
+            return
+
+
+def rust_runtime_env(a: argparse.Namespace) -> dict[str, str]:
+    """``ORT_DYLIB_PATH`` for the Rust worker (the wheel's library); without one the Rust worker is left out."""
+    from models.ort import ENV_ORT, ort_library
+
+    if a.worker_bin is None or not a.worker_bin.exists() or a.rust_workers == 0:
+        return {}
+    try:
+        return {ENV_ORT: str(ort_library())}
+    except FileNotFoundError as e:
+        print(f"[run] no Rust worker: {e}")
+        a.rust_workers = 0
+        return {}
 
 
 def worker_commands(a: argparse.Namespace, data: Path) -> list[tuple[str, list[str]]]:
@@ -146,13 +185,17 @@ def main(a: argparse.Namespace) -> int:
             api = coord.serve_api(port=a.port)
             stack.callback(api.stop)
             print(f"[run] dashboard: http://127.0.0.1:{a.port}/")
-        env = {**os.environ, ENV_URL: url, "HF_HUB_OFFLINE": "1"}
+        env = {**os.environ, ENV_URL: url, "HF_HUB_OFFLINE": "1", **rust_runtime_env(a)}
         log_dir = coord.run_dir
         workers = [start_worker(kind, cmd, env, log_dir, i) for i, (kind, cmd) in enumerate(worker_commands(a, data))]
         stack.callback(stop_workers, workers)
         print(f"[run] started {len(workers)} workers ({', '.join(w.kind for w in workers)}); logs in {log_dir}")
 
+        stopping = threading.Event()
+        threading.Thread(target=watch_workers, args=(workers, coord, stopping), daemon=True).start()
+
         def cluster(_req: ClusterRequest) -> dict[str, Any] | None:
+            stopping.set()
             stop_workers(workers)
             return run_clusterer(data, env)
 

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 
+import models.ort
 from bus.messages import Job
 from bus.redis_transport import RedisTransport
 from bus.settings import RedisSettings
@@ -40,12 +41,10 @@ RUN_TIMEOUT_S = 240
 
 def ort_library() -> Path:
     """The ONNX Runtime library inside the onnxruntime wheel."""
-    import onnxruntime
-
-    found = sorted((Path(onnxruntime.__file__).parent / "capi").glob("libonnxruntime.so*"))
-    if not found:
-        pytest.fail("the onnxruntime wheel has no libonnxruntime.so: reinstall it (`make setup`)")
-    return found[-1]
+    try:
+        return models.ort.ort_library()
+    except FileNotFoundError as e:
+        pytest.fail(str(e))
 
 
 def require_worker() -> Path:

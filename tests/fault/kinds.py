@@ -13,6 +13,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.ort import ort_library
+
 HOME = Path(os.environ.get("EMBEDFLEET_HOME", Path.home() / ".cache" / "embedfleet"))
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", HOME / "target"))
 RUST_BIN = TARGET / "release" / "embedfleet-worker"
@@ -82,10 +84,4 @@ class WorkerKind:
 
 def ort_dylib() -> Path:
     """The ONNX Runtime library inside the onnxruntime wheel of the venv."""
-    import onnxruntime
-
-    capi = Path(onnxruntime.__file__).parent / "capi"
-    found = sorted(capi.glob("libonnxruntime.so.1.*"))
-    if not found:
-        raise FileNotFoundError(f"no libonnxruntime.so.1.* in {capi}")
-    return found[-1]
+    return ort_library()
