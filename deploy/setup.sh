@@ -23,7 +23,7 @@ mkdir -p "$STAMPS"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-APT_PACKAGES=(redis-server iproute2 iptables faketime chromium chromium-driver)
+APT_PACKAGES=(redis-server iproute2 iptables faketime chromium chromium-driver debootstrap)
 
 step_system() {
   local missing=()

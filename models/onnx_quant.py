@@ -103,6 +103,11 @@ def quantize_int8(
     """Write the int8 model; returns the settings used (for the manifest)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    # uint8 weights (U8U8), not int8: on x86 CPUs without VNNI (AVX2 only) the
+    # U8S8 kernels saturate 16-bit sums (measured on an AVX2 EPYC: mean cosine
+    # 0.9685 to fp32, against 0.9933 with U8U8; int8 weights with a 7-bit range
+    # gave 0.9913, p1 0.9665). U8U8 is also correct on VNNI and ARM CPUs.
+
     source = fp32_path
     added = 0
     if alpha > 0:
@@ -116,8 +121,7 @@ def quantize_int8(
             str(out_path),
             op_types_to_quantize=["MatMul"],
             per_channel=True,
-            reduce_range=True,
-            weight_type=QuantType.QInt8,
+            weight_type=QuantType.QUInt8,
             extra_options={"MatMulConstBOnly": True},
         )
     finally:
@@ -127,8 +131,8 @@ def quantize_int8(
         "method": "dynamic",
         "ops": ["MatMul"],
         "per_channel": True,
-        "weight_type": "int8",
-        "reduce_range": True,
+        "weight_type": "uint8",
+        "reduce_range": False,
         "activations": "uint8, dynamic per tensor",
         "smoothing_alpha": alpha,
         "smoothed_inputs": added,
