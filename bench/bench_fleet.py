@@ -80,7 +80,7 @@ class Spec:
         return self.rerun_dirs * self.rerun_files_per_dir
 
 
-FULL = Spec(2, 4, 200, 16, 3, rerun_dirs=20, rerun_files_per_dir=500, rerun_repeats=5)
+FULL = Spec(2, 4, 100, 16, 3, rerun_dirs=20, rerun_files_per_dir=500, rerun_repeats=5)
 SMOKE = Spec(1, 2, 15, 2, 1, rerun_dirs=2, rerun_files_per_dir=500, rerun_repeats=1)
 
 
@@ -149,13 +149,13 @@ class Fleet:
                     raise RuntimeError("workers did not register in time")
                 time.sleep(0.1)
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU of the workers and redis-server so far."""
-        total = 0.0
-        for pid in [self.redis_pid, *(p.pid for _, p in self.procs)]:
+    def cpu_by_part(self) -> dict[str, float]:
+        """User + system CPU so far of redis-server and of each worker kind."""
+        parts = {"redis-server": 0.0, **{f"{k} worker": 0.0 for k in self.kinds}}
+        for part, pid in [("redis-server", self.redis_pid), *((f"{k} worker", p.pid) for k, p in self.procs)]:
             t = psutil.Process(pid).cpu_times()
-            total += t.user + t.system
-        return total
+            parts[part] += t.user + t.system
+        return parts
 
     def stop(self) -> None:
         for _, p in self.procs:
@@ -175,7 +175,6 @@ def running_fleet(url: str, redis_pid: int, data: Path) -> Iterator[Fleet]:
     try:
         for kind, cmd, env in worker_commands(url, data):
             fleet.procs.append((kind, subprocess.Popen(cmd, cwd=ROOT, env=env)))
-        fleet.wait_ready()
         yield fleet
     finally:
         fleet.stop()
@@ -213,6 +212,8 @@ def write_round(data: Path, tag: str, texts: list[str], n_files: int) -> int:
 class Timing:
     wall: float
     cpu: float
+    parts: dict[str, float] = field(default_factory=dict)
+    """CPU seconds by process (fleet rounds)."""
 
 
 def children_cpu() -> float:
@@ -245,14 +246,16 @@ def fleet_round(fleet: Fleet, data: Path, tag: str, texts: list[str], n_files: i
     write_round(data, tag, texts, n_files)
     with fleet.client() as client:
         target = int(client.hget(Keys(NAMESPACE).stats, "done") or 0) + n_files
-        cpu0, child0 = fleet.cpu_seconds(), children_cpu()
+        cpu0, child0 = fleet.cpu_by_part(), children_cpu()
         t0 = time.perf_counter()
         out = subprocess.run(scan_command(data, fleet.url), cwd=ROOT, capture_output=True, text=True, check=True)
         if f"enqueued {n_files} new" not in out.stdout:
             raise RuntimeError(f"the manager scan did not enqueue the round's {n_files} jobs: {out.stdout[-300:]}")
         wait_done(client, target, timeout_s=600)
         wall = time.perf_counter() - t0
-    return Timing(wall, fleet.cpu_seconds() - cpu0 + children_cpu() - child0)
+    cpu1 = fleet.cpu_by_part()
+    parts = {k: cpu1[k] - cpu0[k] for k in cpu0} | {"manager scan process": children_cpu() - child0}
+    return Timing(wall, sum(parts.values()), parts)
 
 
 class Bare:
@@ -291,6 +294,8 @@ def alternate(n: int, fleet: Callable[[int], Timing], bare: Callable[[], Timing]
         res["fleet_s"].append(f.wall)
         res["bare_cpu"].append(b.cpu)
         res["fleet_cpu"].append(f.cpu)
+        for part, cpu in f.parts.items():
+            res.setdefault(f"cpu:{part}", []).append(cpu)
     return res
 
 
@@ -304,6 +309,8 @@ class FleetResult:
     tokens: tuple[float, float]
     peak: matmul_peak.GemmPeak
     outputs: int
+    rows_by_kind: dict[str, int]
+    """Rows each worker kind embedded over the timed rounds (from the outputs' metadata)."""
 
     def ratios(self, kind: str) -> list[float]:
         return [b / f for b, f in zip(self.res[f"bare_{kind}"], self.res[f"fleet_{kind}"], strict=True)]
@@ -316,14 +323,25 @@ def measure_fleet(spec: Spec, work: Path, url: str, redis_pid: int) -> FleetResu
     (data / "chains").mkdir(parents=True)
     with running_fleet(url, redis_pid, data) as fleet:
         threads = WORKER_THREADS * len(fleet.procs)
+        bare = Bare(texts, threads)  # loads while the workers start
+        fleet.wait_ready()
         fleet_round(fleet, data, "warmup", texts[:64], len(fleet.procs))
-        bare = Bare(texts, threads)
         res = alternate(spec.repeats, lambda i: fleet_round(fleet, data, f"round{i:02d}", texts, n_files), bare)
         tokens = bare.token_moments()
         kinds = fleet.kinds
     peak = matmul_peak.best(matmul_peak.measure_peak(threads, n=1024, repeats=5))
-    outputs = len(list((data / "embeddings").glob("round*/unique/*.parquet")))
-    return FleetResult(kinds, len(texts), n_files, res, tokens, peak, outputs)
+    outputs = sorted((data / "embeddings").glob("round*/unique/*.parquet"))
+    return FleetResult(kinds, len(texts), n_files, res, tokens, peak, len(outputs), rows_by_kind(outputs))
+
+
+def rows_by_kind(outputs: list[Path]) -> dict[str, int]:
+    from workers.writer import read_metadata
+
+    rows: dict[str, int] = {}
+    for path in outputs:
+        kind = read_metadata(path).get("embedfleet.worker_kind", "?")
+        rows[kind] = rows.get(kind, 0) + pq.read_metadata(path).num_rows
+    return rows
 
 
 COLUMNS = ["system", "rows/s (wall)", "wall s", "CPU s", "% of fp32 GEMM peak", "rows/s ratio, wall", "ratio, CPU time"]
@@ -350,8 +368,29 @@ def fleet_tables(f: FleetResult) -> list[dict[str, Any]]:
             "caption": f"End-to-end rows/s, {f.rows} distinct texts in {f.files} files, fp32 (median, min–max)",
             "columns": COLUMNS,
             "rows": rows,
-        }
+        },
+        cpu_table(f),
     ]
+
+
+def cpu_table(f: FleetResult) -> dict[str, Any]:
+    """Where the fleet's CPU time went, and each worker kind's rows per CPU-second."""
+    rounds = len(f.res["fleet_s"])
+    rows = []
+    for key in sorted(k for k in f.res if k.startswith("cpu:")):
+        part = key.removeprefix("cpu:")
+        kind = part.removesuffix(" worker")
+        done = f.rows_by_kind.get(kind) if part.endswith(" worker") else None
+        per_cpu = f"{done / sum(f.res[key]):.1f}" if done else "—"
+        rows.append([part, spread(f.res[key]), f"{done / rounds:.0f}" if done is not None else "—", per_cpu])
+    bare_per_cpu = f.rows * rounds / sum(f.res["bare_cpu"])
+    rows.append([f"bare `encode`, {WORKER_THREADS * len(f.kinds)} thread(s)", spread(f.res["bare_cpu"]),
+                 str(f.rows), f"{bare_per_cpu:.1f}"])  # fmt: skip
+    return {
+        "caption": "CPU seconds per round by process (median, min–max), rows embedded per round, rows per CPU-second",
+        "columns": ["process", "CPU s", "rows", "rows per CPU-second"],
+        "rows": rows,
+    }
 
 
 def fleet_plan(f: FleetResult) -> list[dict[str, str]]:
