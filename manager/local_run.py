@@ -71,6 +71,10 @@ def start_worker(kind: str, cmd: list[str], env: dict[str, str], log_dir: Path, 
     return WorkerProc(kind, proc, log_path, fh)
 
 
+def count_parquet(root: Path) -> int:
+    return sum(1 for p in root.rglob("*.parquet") if not p.name.startswith(".")) if root.is_dir() else 0
+
+
 def last_line(path: Path) -> str:
     try:
         lines = path.read_text(errors="replace").strip().splitlines()
@@ -162,7 +166,12 @@ def run_clusterer(data: Path, env: dict[str, str]) -> dict[str, Any] | None:
     import json
 
     summary_path = data / "clusters" / "clusters_summary.json"
-    return dict(json.loads(summary_path.read_text())) if summary_path.exists() else None
+    if not summary_path.exists():
+        return None
+    full = json.loads(summary_path.read_text())
+    # What the run's summary line shows; the whole summary stays in the file.
+    keep = ("clusters", "points", "noise_share", "outliers", "seconds")
+    return {**{k: full[k] for k in keep if k in full}, "report": str(data / "clusters" / "report.html")}
 
 
 def main(a: argparse.Namespace) -> int:
@@ -203,7 +212,9 @@ def main(a: argparse.Namespace) -> int:
         summary = coord.run(cluster=None if a.no_cluster else cluster)
         elapsed = time.monotonic() - t0
         print(summary.render())
-        print(f"[run] wall time {elapsed:.1f} s; outputs under {data / 'embeddings'}; run files in {coord.run_dir}")
+        inputs, outputs = count_parquet(data / INPUT_DIR), count_parquet(data / "embeddings")
+        print(f"[run] files: {inputs} inputs, {outputs} outputs under {data / 'embeddings'}")
+        print(f"[run] wall time {elapsed:.1f} s; run files in {coord.run_dir}")
         if not a.no_cluster:
             print(f"[run] clusters and report under {data / 'clusters'} (report.html, report.md, map.png)")
         return int(summary.exit_code)

@@ -69,6 +69,20 @@ class RunSummary:
         if self.error:
             lines.append(f"  error: {self.error}")
         if self.cluster is not None:
-            lines.append(f"  clustering: {self.cluster}")
+            lines.append(f"  clustering: {describe_clustering(self.cluster)}")
         lines.append(f"  journal: {self.run_dir}/events.jsonl")
         return "\n".join(lines)
+
+
+def describe_clustering(result: Any) -> str:
+    """One line for the clusterer's result (its summary's headline figures)."""
+    if not isinstance(result, dict) or "clusters" not in result:
+        return str(result)
+    text = f"{result['clusters']} clusters found"
+    if "points" in result:
+        text += f" over {result['points']:,} points"
+    if "noise_share" in result:
+        text += f" ({100 * float(result['noise_share']):.1f}% unclustered)"
+    if "report" in result:
+        text += f"; report {result['report']}"
+    return text
