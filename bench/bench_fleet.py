@@ -281,8 +281,10 @@ class Bare:
         return matmul_peak.token_moments([len(ids) for ids in tok["input_ids"]])
 
 
-def alternate(n: int, fleet: Callable[[int], Timing], bare: Callable[[], Timing]) -> dict[str, list[float]]:
-    """Baseline and fleet ``n`` times, alternating which goes first."""
+def alternate(
+    n: int, fleet: Callable[[int], Timing], bare: Callable[[], Timing], between: Callable[[], object]
+) -> dict[str, list[float]]:
+    """Baseline and fleet ``n`` times, alternating which goes first; ``between`` after each pair."""
     res: dict[str, list[float]] = {k: [] for k in ("bare_s", "fleet_s", "bare_cpu", "fleet_cpu")}
     for i in range(n):
         if i % 2 == 0:
@@ -296,6 +298,7 @@ def alternate(n: int, fleet: Callable[[int], Timing], bare: Callable[[], Timing]
         res["fleet_cpu"].append(f.cpu)
         for part, cpu in f.parts.items():
             res.setdefault(f"cpu:{part}", []).append(cpu)
+        between()
     return res
 
 
@@ -326,10 +329,16 @@ def measure_fleet(spec: Spec, work: Path, url: str, redis_pid: int) -> FleetResu
         bare = Bare(texts, threads)  # loads while the workers start
         fleet.wait_ready()
         fleet_round(fleet, data, "warmup", texts[:64], len(fleet.procs))
-        res = alternate(spec.repeats, lambda i: fleet_round(fleet, data, f"round{i:02d}", texts, n_files), bare)
+        peaks: list[matmul_peak.GemmPeak] = []
+        res = alternate(
+            spec.repeats,
+            lambda i: fleet_round(fleet, data, f"round{i:02d}", texts, n_files),
+            bare,
+            lambda: peaks.extend(matmul_peak.measure_peak(threads, n=1024, repeats=3)),
+        )
         tokens = bare.token_moments()
         kinds = fleet.kinds
-    peak = matmul_peak.best(matmul_peak.measure_peak(threads, n=1024, repeats=5))
+    peak = matmul_peak.best(matmul_peak.pooled(peaks))
     outputs = sorted((data / "embeddings").glob("round*/unique/*.parquet"))
     return FleetResult(kinds, len(texts), n_files, res, tokens, peak, len(outputs), rows_by_kind(outputs))
 
@@ -624,8 +633,8 @@ def notes(spec: Spec, f: FleetResult, r: dict[str, Any], load_before: float, smo
         "is faster); CPU time of the fleet = workers + redis-server + manager process. "
         f"Share of peak: model FLOPs (`bench.matmul_peak`: 2 × 10.6M matmul weights × tokens + attention, no "
         f"padding) per second over the fp32 GEMM peak measured here with {len(f.kinds) * WORKER_THREADS} "
-        f"thread(s): {f.peak.median:.1f} GFLOP/s ({f.peak.backend}, n={f.peak.n}, "
-        f"{spread(f.peak.samples, '{:.1f}')}).",
+        f"thread(s) after each pair of runs (so under the load they saw): {f.peak.median:.1f} GFLOP/s "
+        f"({f.peak.backend}, n={f.peak.n}, {spread(f.peak.samples, '{:.1f}')}).",
         f"Re-run: {r['files']:,} tiny input files (one template, distinct mtimes) whose outputs were written by "
         f"`workers.writer` metadata for the scan's own plan; cached in `{r['root']}` (this run: "
         f"{r['gen_s']:.1f} s, 0 when cached). A warm-up scan first leaves the footer cache as the previous run's "

@@ -128,6 +128,15 @@ def measure_peak(threads: int, n: int = 1024, repeats: int = 7) -> list[GemmPeak
     return [p for p in found if p is not None]
 
 
+def pooled(peaks: Sequence[GemmPeak]) -> list[GemmPeak]:
+    """Samples of the same backend taken at different times, as one
+    measurement each (spread over a benchmark, they see the load it saw)."""
+    by: dict[tuple[str, int, int], list[float]] = {}
+    for p in peaks:
+        by.setdefault((p.backend, p.threads, p.n), []).extend(p.samples)
+    return [GemmPeak(backend, threads, n, samples) for (backend, threads, n), samples in by.items()]
+
+
 def best(peaks: Sequence[GemmPeak]) -> GemmPeak:
     """The backend with the higher median: the machine's measured peak."""
     return max(peaks, key=lambda p: p.median)
