@@ -40,8 +40,17 @@ pub fn bytes_per_token(seq_len: usize) -> u64 {
     4 * (8 * 384 + 2 * 1536 + 3 * 12 * seq_len as u64)
 }
 
-/// Cut `order` (indices, longest first) into batches: each holds as many
-/// texts as fit `budget(seq_len)` tokens at the length of its longest text.
+/// Share of a batch's tokens that may be padding (as the Python worker).
+pub const MAX_PADDING: f64 = 0.2;
+/// Padding tokens always allowed: below this one more forward pass costs more
+/// than the padding does.
+pub const PADDING_SLACK: usize = 256;
+
+/// Cut the texts (longest first) into batches: each holds as many texts as fit
+/// `budget(seq_len)` tokens at the length of its longest text, and ends before
+/// a text so much shorter that padding would pass `MAX_PADDING` of the batch
+/// (and `PADDING_SLACK` tokens). Without that rule a small job with a few long
+/// texts ran as one batch padded to 256 tokens: several times the compute.
 pub fn plan_batches(
     lengths: &[usize],
     max_batch: usize,
@@ -53,9 +62,20 @@ pub fn plan_batches(
     let mut pos = 0;
     while pos < order.len() {
         let seq_len = lengths[order[pos]].max(1);
-        let count = (budget(seq_len) / seq_len)
+        let limit = (budget(seq_len) / seq_len)
             .clamp(1, max_batch)
             .min(order.len() - pos);
+        let (mut count, mut real) = (1, seq_len);
+        while count < limit {
+            let next = lengths[order[pos + count]];
+            let padding = seq_len * (count + 1) - (real + next);
+            let allowed = (MAX_PADDING * (seq_len * (count + 1)) as f64) as usize;
+            if padding > allowed.max(PADDING_SLACK) {
+                break;
+            }
+            count += 1;
+            real += next;
+        }
         batches.push(order[pos..pos + count].to_vec());
         pos += count;
     }
@@ -255,6 +275,26 @@ mod tests {
             plan_batches(&[300], 1024, |_| 10).len() == 1,
             "an over-budget text still gets a batch"
         );
+    }
+
+    #[test]
+    fn a_batch_ends_before_padding_passes_a_fifth_of_it() {
+        // 10 texts of 256 tokens and 100 of 10: one budget would take them
+        // all at 256 (28,160 tokens, 91% padding); the rule splits them.
+        let mut lengths = vec![256; 10];
+        lengths.extend(std::iter::repeat_n(10, 100));
+        let batches = plan_batches(&lengths, 1024, |_| 1 << 20);
+        for b in &batches {
+            let seq = lengths[b[0]];
+            let real: usize = b.iter().map(|&i| lengths[i]).sum();
+            let padding = seq * b.len() - real;
+            assert!(
+                padding <= PADDING_SLACK.max((MAX_PADDING * (seq * b.len()) as f64) as usize),
+                "batch of {} at {seq} pads {padding} tokens",
+                b.len()
+            );
+        }
+        assert_eq!(batches.len(), 2, "the long texts, then the short ones");
     }
 
     #[test]
