@@ -50,9 +50,14 @@ pub fn job_id(path: &str, rows: Option<(u64, u64)>, fingerprint: &str, model: &s
 /// Refuse a job path that could escape its dataset root.
 pub fn check_relative(path: &str) -> Result<(), CoreError> {
     if path.is_empty() || path.starts_with('/') || path.contains('\\') || path.contains('\0') {
-        return Err(CoreError::UnsafePath(format!("{path:?}: job paths are relative POSIX paths")));
+        return Err(CoreError::UnsafePath(format!(
+            "{path:?}: job paths are relative POSIX paths"
+        )));
     }
-    if path.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+    if path
+        .split('/')
+        .any(|p| p.is_empty() || p == "." || p == "..")
+    {
         return Err(CoreError::UnsafePath(format!(
             "{path:?}: job paths may not contain empty, '.' or '..' parts"
         )));
@@ -66,7 +71,9 @@ pub fn output_path(path: &str, rows: Option<(u64, u64)>) -> Result<String, CoreE
     let rest = path
         .strip_prefix(INPUT_DIR)
         .and_then(|r| r.strip_prefix('/'))
-        .ok_or_else(|| CoreError::UnsafePath(format!("{path}: input paths start with {INPUT_DIR}/")))?;
+        .ok_or_else(|| {
+            CoreError::UnsafePath(format!("{path}: input paths start with {INPUT_DIR}/"))
+        })?;
     let rel = format!("{OUTPUT_DIR}/{rest}");
     Ok(match rows {
         None => rel,
@@ -122,22 +129,32 @@ impl Job {
 
     /// Parse and validate a wire message.
     pub fn from_json(raw: &str) -> Result<Job, CoreError> {
-        let v: serde_json::Value =
-            serde_json::from_str(raw).map_err(|e| CoreError::Protocol(format!("job message is not JSON: {e}")))?;
+        let v: serde_json::Value = serde_json::from_str(raw)
+            .map_err(|e| CoreError::Protocol(format!("job message is not JSON: {e}")))?;
         if !v.is_object() {
-            return Err(CoreError::Protocol("job message is not a JSON object".into()));
+            return Err(CoreError::Protocol(
+                "job message is not a JSON object".into(),
+            ));
         }
         match v.get("v").and_then(|x| x.as_u64()) {
             Some(x) if x == u64::from(PROTOCOL_VERSION) => {}
-            other => return Err(CoreError::Protocol(format!("unsupported job message version {other:?}"))),
+            other => {
+                return Err(CoreError::Protocol(format!(
+                    "unsupported job message version {other:?}"
+                )))
+            }
         }
-        let job: Job = serde_json::from_value(v)
-            .map_err(|e| CoreError::Protocol(format!("job message lacks or mistypes a field: {e}")))?;
+        let job: Job = serde_json::from_value(v).map_err(|e| {
+            CoreError::Protocol(format!("job message lacks or mistypes a field: {e}"))
+        })?;
         check_relative(&job.path)?;
         check_relative(&job.out)?;
         if let Some((s, e)) = job.rows {
             if s > e {
-                return Err(CoreError::Protocol(format!("job {}: bad row range ({s}, {e})", job.id)));
+                return Err(CoreError::Protocol(format!(
+                    "job {}: bad row range ({s}, {e})",
+                    job.id
+                )));
             }
         }
         Ok(job)
@@ -145,6 +162,9 @@ impl Job {
 
     /// The same job, one attempt later.
     pub fn next_attempt(&self, attempt: u32) -> Job {
-        Job { attempt, ..self.clone() }
+        Job {
+            attempt,
+            ..self.clone()
+        }
     }
 }

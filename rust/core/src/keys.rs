@@ -15,7 +15,9 @@ impl Default for Keys {
 
 impl Keys {
     pub fn new(namespace: &str) -> Self {
-        Keys { namespace: namespace.to_string() }
+        Keys {
+            namespace: namespace.to_string(),
+        }
     }
     fn k(&self, suffix: &str) -> String {
         format!("{}:{}", self.namespace, suffix)

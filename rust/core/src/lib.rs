@@ -12,6 +12,6 @@ pub mod scan;
 pub mod scripts;
 
 pub use error::CoreError;
-pub use job::{job_id, output_path, check_relative, Job};
+pub use job::{check_relative, job_id, output_path, Job};
 pub use keys::Keys;
 pub use scan::{scan, PlannedJob, ScanOptions, ScanOutcome};
