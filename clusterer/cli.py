@@ -62,7 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="HDBSCAN's noise points: assign to the nearest cluster, flagged outlier (default), or keep as -1",
     )
     m.add_argument("--assign-neighbors", type=int, default=d.assign_neighbors, help="neighbours voting for each point")
-    m.add_argument("--seed", type=int, default=d.seed, help="seed of sampling, PCA and UMAP (default %(default)s)")
+    m.add_argument(
+        "--seed",
+        type=int,
+        default=d.seed,
+        help="seed of the sample, the PCA and the neighbour index; UMAP runs unseeded "
+        "(a fixed seed makes it single-threaded) (default %(default)s)",
+    )
     m.add_argument("--device", choices=DEVICES, default=d.device, help="cuda needs RAPIDS cuML (default %(default)s)")
     m.add_argument("--dtype", choices=DTYPES, default=d.dtype, help="storage of the reduced vectors")
     r = p.add_argument_group("report")
