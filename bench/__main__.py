@@ -20,7 +20,18 @@ from typing import Any
 from bench.report import document
 
 ROOT = Path(__file__).resolve().parent.parent
-ORDER = ["scan", "python_worker", "rust_worker", "bus", "fleet", "latency", "manager", "cluster", "fault"]
+ORDER = [
+    "scan",
+    "python_worker",
+    "rust_worker",
+    "bus",
+    "fleet",
+    "latency",
+    "manager",
+    "cluster",
+    "cluster_quality",
+    "fault",
+]
 
 
 def modules(only: list[str] | None) -> list[str]:
