@@ -82,13 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="*", help="benchmark names (e.g. scan cluster)")
     p.add_argument("--timeout", type=float, default=None, help="seconds per benchmark module")
     a = p.parse_args(argv)
-    out_dir = ROOT / "bench" / "out"
+    out_dir = ROOT / "bench" / "out" / ("smoke" if a.smoke else "full")
     out_dir.mkdir(parents=True, exist_ok=True)
     timeout = a.timeout or (300.0 if a.smoke else 1800.0)
     t0 = time.monotonic()
     results = [run_one(m, a.smoke, out_dir, timeout) for m in modules(a.only)]
     text = document(results, header(a.smoke, time.monotonic() - t0))
-    target = out_dir / "BENCHMARKS.smoke.md" if a.smoke else ROOT / "BENCHMARKS.md"
+    target = out_dir.parent / "BENCHMARKS.smoke.md" if a.smoke else ROOT / "BENCHMARKS.md"
     target.write_text(text, encoding="utf-8")
     failed = [r["module"] for r in results if r.get("error")]
     print(f"[bench] wrote {target.relative_to(ROOT)}; {len(results) - len(failed)} ran, {len(failed)} failed {failed}")

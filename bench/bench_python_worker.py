@@ -40,6 +40,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bench.child import run_measured
 from bench.report import spread
 from bus.memory import MemoryTransport
 from corpus.generate import generate_corpus
@@ -279,12 +280,10 @@ def peak_rss_of_cli(url: str | None, data: Path, files: list[Path], model_id: st
         "--log-level",
         "WARNING",
     ]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    t0 = time.perf_counter()
-    subprocess.run(cmd, cwd=ROOT, check=True)
-    took = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(before, after) / 1024, took
+    r = run_measured(cmd, cwd=ROOT, result_dir=out.parent / "child")
+    if r.returncode != 0:
+        raise RuntimeError(f"python -m workers.mps exited {r.returncode}")
+    return r.peak_rss_mib, r.wall_s
 
 
 # -- the benchmark ------------------------------------------------------------------

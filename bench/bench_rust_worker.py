@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bench.child import run_measured
 from bench.report import spread
 from corpus.generate import generate_corpus
 from models.ort import ort_library
@@ -152,14 +153,10 @@ class RustRunner:
         cmd = [str(BINARY), "--redis-url", self.url, "--namespace", ns, "--input-root", str(self.data),
                "--output-root", str(out), "--burst", "--threads", str(THREADS), "--precision", precision,
                "--log-level", "WARNING"]  # fmt: skip
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=self.env)
-        _pid, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise RuntimeError(f"embedfleet-worker exited {proc.returncode}")
-        return Measure(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+        r = run_measured(cmd, env=self.env, result_dir=self.out(precision).parent / "child")
+        if r.returncode != 0:
+            raise RuntimeError(f"embedfleet-worker exited {r.returncode}")
+        return Measure(r.wall_s, r.cpu_s, r.peak_rss_mib)
 
 
 class Baseline:
