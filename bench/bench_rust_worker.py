@@ -153,7 +153,7 @@ class RustRunner:
         cmd = [str(BINARY), "--redis-url", self.url, "--namespace", ns, "--input-root", str(self.data),
                "--output-root", str(out), "--burst", "--threads", str(THREADS), "--precision", precision,
                "--log-level", "WARNING"]  # fmt: skip
-        r = run_measured(cmd, env=self.env, result_dir=self.out(precision).parent / "child")
+        r = run_measured(cmd, env=self.env)
         if r.returncode != 0:
             raise RuntimeError(f"embedfleet-worker exited {r.returncode}")
         return Measure(r.wall_s, r.cpu_s, r.peak_rss_mib)

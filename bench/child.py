@@ -6,11 +6,11 @@ peak when the parent is big: Python starts children with vfork/posix_spawn,
 and Linux folds the high-water mark of the address space the child leaves at
 exec, the parent's, into the child's figure. A benchmark process holding a
 model (1.2 GB) or a million embeddings reported that as every child's peak.
-So the command is started by a small launcher (``python -I -m bench.child``,
-about 10 MB), whose own figure is what can leak in, and the launcher reports
-its child's rusage.
+So the command is started by a small launcher (this file run as a script
+with ``python -I``, about 13 MB), whose own figure is what can leak in, and
+the launcher reports its child's rusage:
 
-    python -m bench.child RESULT_JSON -- CMD...
+    python -I bench/child.py RESULT_JSON -- CMD...
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,9 +45,10 @@ def run_measured(
     timeout_s: float | None = None,
     stdout: int | IO[Any] | None = None,
     stderr: int | IO[Any] | None = None,
-    result_dir: Path,
+    result_dir: Path | None = None,
 ) -> ChildRun:
-    """Run ``cmd`` under the launcher; ``result_dir`` holds the launcher's report."""
+    """Run ``cmd`` under the launcher; ``result_dir`` (default: the temporary directory) holds its report."""
+    result_dir = result_dir or Path(tempfile.gettempdir())
     result_dir.mkdir(parents=True, exist_ok=True)
     report = result_dir / f"child-{os.getpid()}-{time.monotonic_ns()}.json"
     launcher = [sys.executable, "-I", str(ROOT / "bench" / "child.py"), str(report), "--", *cmd]
