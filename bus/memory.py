@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bus import constants as c
-from bus.messages import Job
+from bus.messages import Job, with_event_id
 from bus.transport import Controls, Delivery, Outcome, WorkerRecord
 
 
@@ -167,7 +167,7 @@ class MemoryTransport:
 
     def publish_event(self, event: dict[str, Any]) -> None:
         with self._lock:
-            self.events.append(event)
+            self.events.append(with_event_id(event))
 
     def last_error(self, job_id: str) -> str | None:
         return self.errors.get(job_id)

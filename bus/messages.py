@@ -9,8 +9,11 @@ work twice yields the same id and the second enqueue is a no-op.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import os
 import posixpath
+import secrets
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -144,3 +147,58 @@ class Job:
         if job.rows is not None and not (0 <= job.rows[0] <= job.rows[1]):
             raise ProtocolError(f"job {job.id}: bad row range {job.rows}")
         return job
+
+
+class _EventIds:
+    """Event ids: a random token per process and a sequence number."""
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self.token = secrets.token_hex(6)
+        self.seq = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self.token}-{next(self.seq)}"
+
+
+_event_ids = _EventIds()
+
+
+def event_id() -> str:
+    """A new unique event id, ``<12 hex digits per process>-<sequence>``.
+
+    It is put in the event body once, before the first send, so a resent XADD
+    (the reply was lost, the client tried again) carries the same ``eid`` and
+    readers can drop the copy (docs/protocol.md, Events)."""
+    return _event_ids.next()
+
+
+def with_event_id(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with an ``eid`` (a new one unless it has one already)."""
+    return event if "eid" in event else {**event, "eid": event_id()}
+
+
+class SeenEventIds:
+    """The last ``capacity`` event ids seen, for dropping resent copies.
+
+    A resent XADD lands right after the original (the client retries on
+    reconnect), so a window of recent ids is enough; ids are forgotten oldest
+    first."""
+
+    def __init__(self, capacity: int = 65536) -> None:
+        self.capacity = capacity
+        self._ids: dict[str, None] = {}
+
+    def first_time(self, eid: object) -> bool:
+        """False when ``eid`` was seen already; events without one are always new."""
+        if not isinstance(eid, str) or not eid:
+            return True
+        if eid in self._ids:
+            return False
+        self._ids[eid] = None
+        if len(self._ids) > self.capacity:
+            del self._ids[next(iter(self._ids))]
+        return True

@@ -21,7 +21,7 @@ import redis.exceptions as rexc
 from bus import constants as c
 from bus.errors import BusUnavailable, ProtocolError
 from bus.keys import Keys
-from bus.messages import Job
+from bus.messages import Job, with_event_id
 from bus.settings import RedisSettings
 from bus.transport import Controls, Delivery, Outcome, WorkerRecord
 
@@ -253,7 +253,9 @@ class RedisTransport:
 
     @_translating
     def publish_event(self, event: dict[str, Any]) -> None:
-        body = json.dumps(event, separators=(",", ":"), default=str)
+        # The body (and its eid) is built once: redis-py's own retry of a
+        # command whose reply was lost resends these same bytes.
+        body = json.dumps(with_event_id(event), separators=(",", ":"), default=str)
         self.r.xadd(self.keys.events, {"event": body}, maxlen=c.DEFAULT_EVENTS_MAXLEN, approximate=True)
 
     @_translating

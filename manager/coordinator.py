@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from bus import constants as c
 from bus.errors import BusUnavailable
-from bus.messages import Job
+from bus.messages import Job, SeenEventIds
 from bus.redis_transport import RedisTransport, connect, translated
 from bus.settings import RedisSettings
 from manager import runsteps
@@ -78,6 +78,7 @@ _EVENT_FIELDS = (
     "seconds",
     "counts",
     "ts_ms",
+    "eid",
     "action",
     "detail",
     "source",
@@ -132,6 +133,8 @@ class _Counters:
     enqueued_existing: int = 0
     events: int = 0
     job_events: int = 0
+    resent_events: int = 0
+    """Copies of an already journaled event (same ``eid``), dropped."""
     event_cpu_s: float = 0.0
     embed_cpu_s: float = 0.0
     trimmed: int = 0
@@ -194,6 +197,7 @@ class Coordinator:
         self._cluster_fn: ClusterFn | None = None
         self._devices: dict[str, tuple[str, str]] = {}
         self.events_seen: set[str] = set()
+        self._eids = SeenEventIds()
         """Jobs of which a done, skipped or dead event was journaled."""
         self._last_registry = 0.0
         self._controls: dict[str, bool] | None = None
@@ -328,6 +332,10 @@ class Coordinator:
                 level="warning",
                 data={"entry": entry_id, "raw": text[:500]},
             )
+            return
+        if not self._eids.first_time(ev.get("eid")):
+            self.counters.resent_events += 1
+            log.info("dropped a resent copy of event %s (stream entry %s)", ev.get("eid"), entry_id)
             return
         etype = str(ev.get("type") or "unknown")
         worker = str(ev.get("worker") or "?")

@@ -300,3 +300,30 @@ def test_a_coordinator_drives_one_run(settings: RedisSettings, tmp_path: Path, f
     co.run(jobs=make_jobs(1))
     with pytest.raises(RuntimeError, match="already started"):
         co.run(jobs=make_jobs(1))
+
+
+def test_a_resent_event_is_journaled_and_counted_once(settings: RedisSettings, tmp_path: Path) -> None:
+    """An XADD resent after its reply was lost arrives as a second stream entry
+    with the same eid: the run's rows and the journal count it once."""
+    co = coordinator(settings, tmp_path)
+    [job] = make_jobs(1)
+    event = {"v": 1, "type": "job_done", "worker": "w", "kind": "python", "ts_ms": 1, "job": job.id,
+             "path": job.path, "rows": 7, "eid": "0123456789ab-1"}  # fmt: skip
+    co.on_event("1-0", json.dumps(event).encode())
+    co.on_event("1-1", json.dumps(event).encode())
+    co.on_event("1-2", json.dumps({**event, "eid": "0123456789ab-2"}).encode())
+    done = [r for r in journal(co) if r["type"] == "job_done"]
+    assert [r["data"]["entry"] for r in done] == ["1-0", "1-2"]
+    assert co.counters.rows == 14 and co.counters.resent_events == 1
+
+
+def test_every_published_event_gets_its_own_eid(settings: RedisSettings, redis_client: redis.Redis) -> None:
+    from bus.redis_transport import RedisTransport, connect
+
+    t = RedisTransport(connect(settings), namespace=settings.namespace)
+    for i in range(3):
+        t.publish_event({"v": 1, "type": "worker_started", "worker": f"w{i}"})
+    t.publish_event({"v": 1, "type": "operator_action", "eid": "mine-1"})
+    eids = [json.loads(f[b"event"])["eid"] for _, f in redis_client.xrange(f"{settings.namespace}:events")]
+    assert len(set(eids)) == 4 and eids[-1] == "mine-1"
+    assert all(len(e.split("-")[0]) == 12 for e in eids[:3])

@@ -142,8 +142,21 @@ class QueueReport:
 
 
 def counted_completions(events: Iterable[dict[str, Any]]) -> Counter[str]:
-    """How often the bus counted each job, by the workers' events."""
-    return Counter(str(e.get("job")) for e in events if e.get("type") in COUNTED_EVENTS)
+    """How often the bus counted each job, by the workers' events.
+
+    Copies of one event (the same ``eid``: an XADD resent after its reply was
+    lost) are one event, as the coordinator journals them once."""
+    seen: set[tuple[str, str]] = set()
+    counts: Counter[str] = Counter()
+    for i, e in enumerate(events):
+        if e.get("type") not in COUNTED_EVENTS:
+            continue
+        job = str(e.get("job"))
+        key = (job, str(e.get("eid") or f"no-eid-{i}"))
+        if key not in seen:
+            seen.add(key)
+            counts[job] += 1
+    return counts
 
 
 def check_queue(enqueued: Iterable[str], snap: BusSnapshot, expected_dead: Iterable[str] = ()) -> QueueReport:

@@ -47,6 +47,14 @@ def test_a_job_counted_by_two_events_is_double_counted() -> None:
     assert r.double_counted == {"a": 2} and r.n_double_counted == 1 and not r.ok
 
 
+def test_a_resent_copy_of_one_event_is_one_count_but_two_events_with_own_ids_are_two() -> None:
+    resent = [{"type": "job_done", "job": "a", "eid": "e1"}, {"type": "job_done", "job": "a", "eid": "e1"}]
+    assert check_queue(["a"], snap({"a": "d"}, events=resent)).ok
+    twice = [{"type": "job_done", "job": "a", "eid": "e1"}, {"type": "job_done", "job": "a", "eid": "e2"}]
+    r = check_queue(["a"], snap({"a": "d"}, events=twice))
+    assert r.double_counted == {"a": 2} and not r.ok
+
+
 def test_a_done_counter_above_the_done_jobs_is_double_counting() -> None:
     r = check_queue(["a", "b"], snap({"a": "d", "b": "d"}, stats={"done": 3}))
     assert r.counter_excess == 1 and r.n_double_counted == 1 and not r.ok

@@ -19,6 +19,29 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 const PROMOTE_EVERY: Duration = Duration::from_secs(1);
 const PROMOTE_BATCH: i64 = 100;
 
+/// A new unique event id, `<12 hex digits per process>-<sequence>`, the
+/// shape the Python workers use (`bus.messages.event_id`).
+pub fn event_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static TOKEN: OnceLock<u64> = OnceLock::new();
+    static SEQ: AtomicU64 = AtomicU64::new(1);
+    let token = TOKEN.get_or_init(|| {
+        // RandomState is keyed from the OS's randomness once per process.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default(),
+        );
+        h.finish() & 0xffff_ffff_ffff
+    });
+    format!("{token:012x}-{}", SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
 struct Scripts {
     enqueue: Script,
     renew: Script,
@@ -527,8 +550,15 @@ impl RedisBus {
     }
 
     /// Send an event to the manager's journal (capped stream).
+    /// The body gets an `eid` (unless it has one): a reader drops a second
+    /// copy of an event, should one ever be sent twice.
     pub fn publish_event(&mut self, event: &serde_json::Value) -> Result<()> {
         let key = self.keys.events();
+        let mut event = event.clone();
+        if let Some(map) = event.as_object_mut() {
+            map.entry("eid")
+                .or_insert_with(|| serde_json::Value::String(event_id()));
+        }
         let body = event.to_string();
         self.with(|c, _| {
             redis::cmd("XADD")
