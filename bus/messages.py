@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bus.constants import DEFAULT_LANE, INPUT_DIR, OUTPUT_DIR, PROTOCOL_VERSION
+from bus.constants import DEFAULT_COLUMN, DEFAULT_LANE, INPUT_DIR, OUTPUT_DIR, PROTOCOL_VERSION, READABLE_VERSIONS
 from bus.errors import ProtocolError, UnsafePath
 
 
@@ -62,7 +62,7 @@ class Job:
     fingerprint: str
     model: str
     rows: tuple[int, int] | None = None
-    column: str = "text"
+    column: str = DEFAULT_COLUMN
     id_column: str | None = None
     lane: str = DEFAULT_LANE
     attempt: int = 1
@@ -75,7 +75,7 @@ class Job:
         fingerprint: str,
         model: str,
         rows: tuple[int, int] | None = None,
-        column: str = "text",
+        column: str = DEFAULT_COLUMN,
         id_column: str | None = None,
         lane: str = DEFAULT_LANE,
     ) -> Job:
@@ -97,19 +97,23 @@ class Job:
         return replace(self, attempt=self.attempt + 1)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "v": PROTOCOL_VERSION,
-            "id": self.id,
-            "path": self.path,
-            "out": self.out,
-            "rows": list(self.rows) if self.rows is not None else None,
-            "fp": self.fingerprint,
-            "model": self.model,
-            "col": self.column,
-            "idcol": self.id_column,
-            "lane": self.lane,
-            "attempt": self.attempt,
-        }
+        """The wire fields: ``out`` is derived from ``path`` and ``rows`` by the
+        reader, and fields at their default are left out (they make most of a
+        queued job's Redis memory otherwise)."""
+        d: dict[str, Any] = {"v": PROTOCOL_VERSION, "id": self.id, "path": self.path}
+        if self.rows is not None:
+            d["rows"] = list(self.rows)
+        d["fp"] = self.fingerprint
+        d["model"] = self.model
+        if self.column != DEFAULT_COLUMN:
+            d["col"] = self.column
+        if self.id_column is not None:
+            d["idcol"] = self.id_column
+        if self.lane != DEFAULT_LANE:
+            d["lane"] = self.lane
+        if self.attempt != 1:
+            d["attempt"] = self.attempt
+        return d
 
     def to_json(self) -> str:
         """Compact JSON with keys in a fixed order (the wire form)."""
@@ -124,26 +128,26 @@ class Job:
             raise ProtocolError(f"job message is not JSON: {e}") from None
         if not isinstance(d, dict):
             raise ProtocolError("job message is not a JSON object")
-        if d.get("v") != PROTOCOL_VERSION:
+        if d.get("v") not in READABLE_VERSIONS or isinstance(d.get("v"), bool):
             raise ProtocolError(f"unsupported job message version {d.get('v')!r}")
         try:
             rows = d.get("rows")
+            path = str(d["path"])
+            range_ = (int(rows[0]), int(rows[1])) if rows is not None else None
             job = cls(
                 id=str(d["id"]),
-                path=str(d["path"]),
-                out=str(d["out"]),
+                path=path,
+                out=output_path(path, range_),
                 fingerprint=str(d["fp"]),
                 model=str(d["model"]),
-                rows=(int(rows[0]), int(rows[1])) if rows is not None else None,
-                column=str(d.get("col") or "text"),
+                rows=range_,
+                column=str(d.get("col") or DEFAULT_COLUMN),
                 id_column=d.get("idcol"),
                 lane=str(d.get("lane") or DEFAULT_LANE),
                 attempt=int(d.get("attempt", 1)),
             )
         except (KeyError, TypeError, ValueError, IndexError) as e:
             raise ProtocolError(f"job message lacks or mistypes a field: {e!r}") from None
-        check_relative(job.path)
-        check_relative(job.out)
         if job.rows is not None and not (0 <= job.rows[0] <= job.rows[1]):
             raise ProtocolError(f"job {job.id}: bad row range {job.rows}")
         return job

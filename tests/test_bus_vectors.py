@@ -39,6 +39,9 @@ def test_job_ids_outputs_and_wire_form_match_vectors(case: dict[str, Any]) -> No
     assert job.out == case["out"]
     assert job.to_json() == case["json"]
     assert Job.from_json(case["json"]) == job
+    assert Job.from_json(case["retry_json"]) == job.next_attempt()
+    assert job.next_attempt().to_json() == case["retry_json"]
+    assert Job.from_json(case["v1_json"]) == job
 
 
 @pytest.mark.parametrize("case", load("paths.json"), ids=lambda c: repr(c["path"])[:30])

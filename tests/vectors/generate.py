@@ -43,11 +43,13 @@ PATHS = [
 BAD_MESSAGES = [
     ("not json", "not JSON"),
     ("[1,2]", "object"),
-    ('{"v":2,"id":"x","path":"chains/a","out":"embeddings/a","rows":null,"fp":"1","model":"m"}', "version"),
-    ('{"v":1,"id":"x","out":"embeddings/a","rows":null,"fp":"1","model":"m"}', "field"),
-    ('{"v":1,"id":"x","path":"/abs","out":"embeddings/a","rows":null,"fp":"1","model":"m"}', "relative"),
-    ('{"v":1,"id":"x","path":"chains/a","out":"embeddings/../../x","rows":null,"fp":"1","model":"m"}', ".."),
-    ('{"v":1,"id":"x","path":"chains/a","out":"embeddings/a","rows":[9,3],"fp":"1","model":"m"}', "row range"),
+    ('{"v":3,"id":"x","path":"chains/a","fp":"1","model":"m"}', "version"),
+    ('{"v":2,"id":"x","fp":"1","model":"m"}', "field"),
+    ('{"v":2,"id":"x","path":"chains/a","model":"m"}', "field"),
+    ('{"v":2,"id":"x","path":"/abs","fp":"1","model":"m"}', "relative"),
+    ('{"v":2,"id":"x","path":"chains/../../x","fp":"1","model":"m"}', ".."),
+    ('{"v":2,"id":"x","path":"embeddings/a","fp":"1","model":"m"}', "chains/"),
+    ('{"v":2,"id":"x","path":"chains/a","rows":[9,3],"fp":"1","model":"m"}', "row range"),
 ]
 
 # Bus scenarios: both suites run these step by step against a real Redis
@@ -148,6 +150,15 @@ def job_case(i: int) -> Job:
     return Job.create(model=MODEL, **kw)  # type: ignore[arg-type]
 
 
+def v1_json(job: Job) -> str:
+    """The job as protocol version 1 wrote it (every field, ``out`` included):
+    readers still accept it, so a queue left by an older manager drains."""
+    d = {"v": 1, "id": job.id, "path": job.path, "out": job.out, "rows": list(job.rows) if job.rows else None,
+         "fp": job.fingerprint, "model": job.model, "col": job.column, "idcol": job.id_column, "lane": job.lane,
+         "attempt": job.attempt}  # fmt: skip
+    return json.dumps(d, separators=(",", ":"), ensure_ascii=False)
+
+
 def main() -> None:
     jobs = []
     for kw in JOB_CASES:
@@ -158,6 +169,8 @@ def main() -> None:
                 "id": job.id,
                 "out": job.out,
                 "json": job.to_json(),
+                "retry_json": job.next_attempt().to_json(),
+                "v1_json": v1_json(job),
             }
         )
     paths = []

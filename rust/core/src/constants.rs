@@ -1,8 +1,13 @@
 //! Every key name, default and limit of the job bus. The Python twin is
 //! `bus/constants.py`; `tests/vectors/keys.json` pins both.
 
-/// Version of the JSON job messages (`"v"`).
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version of the JSON job messages written (`"v"`); 2 leaves out the
+/// derivable `out` and every field at its default.
+pub const PROTOCOL_VERSION: u32 = 2;
+/// Job message versions a reader accepts (1 carried every field).
+pub const READABLE_VERSIONS: [u32; 2] = [1, 2];
+/// Text column of an input file unless a job names another.
+pub const DEFAULT_COLUMN: &str = "text";
 /// Prefix of every Redis key.
 pub const DEFAULT_NAMESPACE: &str = "embedfleet";
 /// Lane of a job the manager routed nowhere else.

@@ -4,37 +4,52 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::constants::{DEFAULT_LANE, INPUT_DIR, OUTPUT_DIR, PROTOCOL_VERSION};
+use crate::constants::{
+    DEFAULT_COLUMN, DEFAULT_LANE, INPUT_DIR, OUTPUT_DIR, PROTOCOL_VERSION, READABLE_VERSIONS,
+};
 use crate::error::CoreError;
 
-/// One unit of embedding work, in wire order.
+/// One unit of embedding work, in wire order. The wire form (version 2)
+/// leaves out `out`, which readers derive from `path` and `rows`, and every
+/// field at its default; version 1 messages (every field) are still read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
     pub v: u32,
     pub id: String,
     pub path: String,
+    #[serde(skip_serializing, default)]
     pub out: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows: Option<(u64, u64)>,
     pub fp: String,
     pub model: String,
-    #[serde(default = "default_col")]
+    #[serde(default = "default_col", skip_serializing_if = "is_default_col")]
     pub col: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idcol: Option<String>,
-    #[serde(default = "default_lane")]
+    #[serde(default = "default_lane", skip_serializing_if = "is_default_lane")]
     pub lane: String,
-    #[serde(default = "one")]
+    #[serde(default = "one", skip_serializing_if = "is_one")]
     pub attempt: u32,
 }
 
 fn default_col() -> String {
-    "text".into()
+    DEFAULT_COLUMN.into()
+}
+fn is_default_col(c: &str) -> bool {
+    c == DEFAULT_COLUMN
 }
 fn default_lane() -> String {
     DEFAULT_LANE.into()
 }
+fn is_default_lane(l: &str) -> bool {
+    l == DEFAULT_LANE
+}
 fn one() -> u32 {
     1
+}
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 /// Deterministic id: 32 hex digits of SHA-256 over the job's identity.
@@ -137,18 +152,18 @@ impl Job {
             ));
         }
         match v.get("v").and_then(|x| x.as_u64()) {
-            Some(x) if x == u64::from(PROTOCOL_VERSION) => {}
+            Some(x) if READABLE_VERSIONS.iter().any(|r| u64::from(*r) == x) => {}
             other => {
                 return Err(CoreError::Protocol(format!(
                     "unsupported job message version {other:?}"
                 )))
             }
         }
-        let job: Job = serde_json::from_value(v).map_err(|e| {
+        let mut job: Job = serde_json::from_value(v).map_err(|e| {
             CoreError::Protocol(format!("job message lacks or mistypes a field: {e}"))
         })?;
-        check_relative(&job.path)?;
-        check_relative(&job.out)?;
+        job.out = output_path(&job.path, job.rows)?;
+        job.v = PROTOCOL_VERSION;
         if let Some((s, e)) = job.rows {
             if s > e {
                 return Err(CoreError::Protocol(format!(

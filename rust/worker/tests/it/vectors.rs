@@ -29,6 +29,14 @@ fn job_ids_outputs_and_wire_form_match_vectors() {
         assert_eq!(job.out, case["out"].as_str().unwrap());
         assert_eq!(job.to_json(), case["json"].as_str().unwrap());
         assert_eq!(Job::from_json(case["json"].as_str().unwrap()).unwrap(), job);
+        let retry = job.next_attempt(2);
+        assert_eq!(retry.to_json(), case["retry_json"].as_str().unwrap());
+        assert_eq!(
+            Job::from_json(case["retry_json"].as_str().unwrap()).unwrap(),
+            retry
+        );
+        let v1 = Job::from_json(case["v1_json"].as_str().unwrap()).unwrap();
+        assert_eq!(v1, job, "version 1 messages are still read");
     }
 }
 
