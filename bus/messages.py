@@ -97,10 +97,10 @@ class Job:
         return replace(self, attempt=self.attempt + 1)
 
     def to_dict(self) -> dict[str, Any]:
-        """The wire fields: ``out`` is derived from ``path`` and ``rows`` by the
-        reader, and fields at their default are left out (they make most of a
+        """The wire fields: ``id`` and ``out`` are derived from the others by the
+        reader, and fields at their default are left out (they made most of a
         queued job's Redis memory otherwise)."""
-        d: dict[str, Any] = {"v": PROTOCOL_VERSION, "id": self.id, "path": self.path}
+        d: dict[str, Any] = {"v": PROTOCOL_VERSION, "path": self.path}
         if self.rows is not None:
             d["rows"] = list(self.rows)
         d["fp"] = self.fingerprint
@@ -134,12 +134,13 @@ class Job:
             rows = d.get("rows")
             path = str(d["path"])
             range_ = (int(rows[0]), int(rows[1])) if rows is not None else None
+            fingerprint, model = str(d["fp"]), str(d["model"])
             job = cls(
-                id=str(d["id"]),
+                id=job_id(path, range_, fingerprint, model),
                 path=path,
                 out=output_path(path, range_),
-                fingerprint=str(d["fp"]),
-                model=str(d["model"]),
+                fingerprint=fingerprint,
+                model=model,
                 rows=range_,
                 column=str(d.get("col") or DEFAULT_COLUMN),
                 id_column=d.get("idcol"),

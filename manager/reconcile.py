@@ -20,7 +20,6 @@ state atomically (``REQUEUE`` below), and a lock key,
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +29,7 @@ from typing import Any
 import redis
 
 from bus import constants as c
-from bus.errors import TransientError
+from bus.errors import EmbedfleetError, TransientError
 from bus.keys import Keys
 from bus.messages import Job
 from bus.redis_transport import RedisTransport, connect, translated
@@ -79,8 +78,8 @@ def _stream_id(entry_id: str) -> tuple[int, int]:
 
 def _job_id(raw: bytes | str | None) -> str | None:
     try:
-        return str(json.loads(raw or b"")["id"])
-    except (ValueError, KeyError, TypeError):
+        return Job.from_json(raw or b"").id
+    except EmbedfleetError:
         return None
 
 

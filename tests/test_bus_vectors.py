@@ -122,7 +122,7 @@ def test_bus_scenarios_against_real_redis(scenario: dict[str, Any], redis_client
             elif op == "dead_reason":
                 entries = redis_client.xrange(t.keys.dead)
                 reasons = [
-                    e[1][b"reason"].decode() for e in entries if json.loads(e[1][b"job"])["id"] == jobs[step["job"]].id
+                    e[1][b"reason"].decode() for e in entries if Job.from_json(e[1][b"job"]).id == jobs[step["job"]].id
                 ]
                 assert reasons == [step["expect"]]
             elif op == "trim":

@@ -4,7 +4,6 @@ wire form, and clear errors when Redis is away."""
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -105,7 +104,7 @@ def test_two_managers_enqueuing_at_once_add_each_job_once(settings: RedisSetting
     assert sum(r.existing for r in results) == 6000
     keys = Keys(settings.namespace)
     sent = stream_jobs(redis_client, keys)
-    assert len(sent) == 3000 and len({json.loads(s)["id"] for s in sent}) == 3000
+    assert len(sent) == 3000 and len({Job.from_json(s).id for s in sent}) == 3000
 
 
 def test_a_script_cache_flush_mid_enqueue_loses_nothing(settings: RedisSettings, redis_client: redis.Redis) -> None:

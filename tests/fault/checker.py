@@ -29,7 +29,9 @@ from typing import Any
 import redis
 
 from bus import constants as c
+from bus.errors import EmbedfleetError
 from bus.keys import Keys
+from bus.messages import Job
 
 COUNTED_EVENTS = ("job_done", "job_skipped")
 
@@ -54,10 +56,14 @@ class BusSnapshot:
         """Job id of every dead letter, one per entry (so repeats show)."""
         out = []
         for d in self.dead:
+            raw = d.get("job", "{}")
             try:
-                out.append(str(json.loads(d.get("job", "{}")).get("id", "?")))
-            except ValueError:
-                out.append("?")
+                out.append(Job.from_json(raw).id)
+            except EmbedfleetError:  # not a valid job message: its own id field, if any
+                try:
+                    out.append(str(json.loads(raw).get("id", "?")))
+                except (ValueError, AttributeError):
+                    out.append("?")
         return out
 
 

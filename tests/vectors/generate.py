@@ -43,13 +43,13 @@ PATHS = [
 BAD_MESSAGES = [
     ("not json", "not JSON"),
     ("[1,2]", "object"),
-    ('{"v":3,"id":"x","path":"chains/a","fp":"1","model":"m"}', "version"),
-    ('{"v":2,"id":"x","fp":"1","model":"m"}', "field"),
-    ('{"v":2,"id":"x","path":"chains/a","model":"m"}', "field"),
-    ('{"v":2,"id":"x","path":"/abs","fp":"1","model":"m"}', "relative"),
-    ('{"v":2,"id":"x","path":"chains/../../x","fp":"1","model":"m"}', ".."),
-    ('{"v":2,"id":"x","path":"embeddings/a","fp":"1","model":"m"}', "chains/"),
-    ('{"v":2,"id":"x","path":"chains/a","rows":[9,3],"fp":"1","model":"m"}', "row range"),
+    ('{"v":3,"path":"chains/a","fp":"1","model":"m"}', "version"),
+    ('{"v":2,"fp":"1","model":"m"}', "field"),
+    ('{"v":2,"path":"chains/a","model":"m"}', "field"),
+    ('{"v":2,"path":"/abs","fp":"1","model":"m"}', "relative"),
+    ('{"v":2,"path":"chains/../../x","fp":"1","model":"m"}', ".."),
+    ('{"v":2,"path":"embeddings/a","fp":"1","model":"m"}', "chains/"),
+    ('{"v":2,"path":"chains/a","rows":[9,3],"fp":"1","model":"m"}', "row range"),
 ]
 
 # Bus scenarios: both suites run these step by step against a real Redis

@@ -10,11 +10,13 @@ use crate::constants::{
 use crate::error::CoreError;
 
 /// One unit of embedding work, in wire order. The wire form (version 2)
-/// leaves out `out`, which readers derive from `path` and `rows`, and every
-/// field at its default; version 1 messages (every field) are still read.
+/// leaves out `id` and `out`, which readers derive from the other fields,
+/// and every field at its default; version 1 messages (every field) are
+/// still read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
     pub v: u32,
+    #[serde(skip_serializing, default)]
     pub id: String,
     pub path: String,
     #[serde(skip_serializing, default)]
@@ -163,6 +165,7 @@ impl Job {
             CoreError::Protocol(format!("job message lacks or mistypes a field: {e}"))
         })?;
         job.out = output_path(&job.path, job.rows)?;
+        job.id = job_id(&job.path, job.rows, &job.fp, &job.model);
         job.v = PROTOCOL_VERSION;
         if let Some((s, e)) = job.rows {
             if s > e {
