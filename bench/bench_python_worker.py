@@ -40,6 +40,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bench import matmul_peak
 from bench.child import run_measured
 from bench.report import spread
 from bus.memory import MemoryTransport
@@ -229,14 +230,39 @@ def compare(n: int, worker: Callable[[], Timing], bare: Callable[[], Timing]) ->
     return res
 
 
-def table_row(label: str, rows: int, res: dict[str, list[float]]) -> list[Any]:
+@dataclass(frozen=True)
+class Work:
+    """What one comparison's texts cost: their count, token moments (mean and
+    mean square, truncated as the model does) and the fp32 GEMM peak."""
+
+    rows: int
+    tokens: tuple[float, float]
+    peak: matmul_peak.GemmPeak
+
+    def share(self, seconds: list[float]) -> str:
+        """Model FLOP/s over the fp32 GEMM peak, in %, for each timing."""
+        mean, sq = self.tokens
+        peak = self.peak.median
+        return spread([100 * matmul_peak.peak_share(self.rows / s, mean, peak, sq) for s in seconds], "{:.1f}")
+
+
+def token_moments(emb: SentenceTransformerEmbedder, texts: list[str]) -> tuple[float, float]:
+    tok = emb.model.tokenizer(texts, truncation=True, max_length=emb.model.max_seq_length)
+    return matmul_peak.token_moments([len(ids) for ids in tok["input_ids"]])
+
+
+def table_row(label: str, w: Work, res: dict[str, list[float]], rss: str) -> list[Any]:
     return [
         label,
-        rows,
-        spread([rows / s for s in res["bare_s"]], "{:.0f}"),
-        spread([rows / s for s in res["worker_s"]], "{:.0f}"),
+        w.rows,
+        spread([w.rows / s for s in res["bare_s"]], "{:.0f}"),
+        spread([w.rows / s for s in res["worker_s"]], "{:.0f}"),
+        spread([w.rows * w.tokens[0] / s for s in res["worker_s"]], "{:.0f}"),
+        w.share(res["bare_s"]),
+        w.share(res["worker_s"]),
         spread(res["ratio_wall"]),
         spread(res["ratio_cpu"]),
+        rss,
     ]
 
 
@@ -256,11 +282,14 @@ def equality(emb: SentenceTransformerEmbedder, texts: list[str]) -> float:
     return float((got * ref).sum(axis=1).min())
 
 
-def peak_rss_of_cli(url: str | None, data: Path, files: list[Path], model_id: str, out: Path) -> tuple[float, float]:
+def peak_rss_of_cli(
+    url: str | None, data: Path, files: list[Path], model_id: str, out: Path, precision: str = "fp32"
+) -> tuple[float, float]:
     """Peak RSS (MiB) and wall seconds of ``python -m workers.mps --burst`` as its own process."""
     if url is None:
         return float("nan"), float("nan")
-    bus, _ = make_bus(url, "benchcli")
+    ns = f"benchcli-{precision}"
+    bus, _ = make_bus(url, ns)
     enqueue_all(bus, jobs_for(data, files, model_id, id_column="id"))
     cmd = [
         sys.executable,
@@ -269,11 +298,13 @@ def peak_rss_of_cli(url: str | None, data: Path, files: list[Path], model_id: st
         "--redis-url",
         url,
         "--namespace",
-        "benchcli",
+        ns,
+        "--precision",
+        precision,
         "--input-root",
         str(data),
         "--output-root",
-        str(out),
+        str(out / precision),
         "--burst",
         "--threads",
         str(THREADS),
@@ -335,7 +366,7 @@ def doubled(src: Path, dst: Path) -> Path:
 
 
 def bf16_section(
-    spec: Spec, c: Corpora, runner: Runner, fp32: SentenceTransformerEmbedder
+    spec: Spec, c: Corpora, runner: Runner, fp32: SentenceTransformerEmbedder, work: Work, rss: str
 ) -> tuple[list[Any], list[dict[str, str]]]:
     """Worker with automatic precision (bf16 here) against bare fp32 encode."""
     auto = SentenceTransformerEmbedder(device="cpu", precision="auto", threads=THREADS)
@@ -350,7 +381,7 @@ def bf16_section(
         "status": "pass" if auto.precision == "bf16" and auto.precision_cosine >= 0.9999 else "fail",
     }
     speed = verdict("Python worker bf16 throughput vs bare encode fp32", res, 1.4, ">= 1.4x")
-    return table_row(f"worker {auto.precision} vs bare fp32, no duplicates", len(c.uniq_texts), res), [gate, speed]
+    return table_row(f"worker {auto.precision} vs bare fp32, no duplicates", work, res, rss), [gate, speed]
 
 
 def measure(spec: Spec, work: Path, url: str | None, smoke: bool) -> dict[str, Any]:
@@ -360,19 +391,34 @@ def measure(spec: Spec, work: Path, url: str | None, smoke: bool) -> dict[str, A
     fp32.encode(c.uniq_texts[:64])  # warm-up
     fp32.model.encode(c.uniq_texts[:64])
     cos_fp32 = equality(fp32, c.uniq_texts[:200])
+    peaks = matmul_peak.measure_peak(THREADS, n=1024, repeats=3)
     plain = compare(
         spec.repeats, lambda: runner.worker(fp32, c.uniq_root, c.uniq_files), lambda: runner.bare(fp32, c.uniq_texts)
     )
     dup = compare(
         spec.repeats, lambda: runner.worker(fp32, c.dup_root, c.dup_files), lambda: runner.bare(fp32, c.dup_texts)
     )
-    rows = [table_row("worker fp32 vs bare fp32, no duplicates", len(c.uniq_texts), plain)]
+    peaks += matmul_peak.measure_peak(THREADS, n=1024, repeats=3)
+    peak = matmul_peak.best(matmul_peak.pooled(peaks))
+    uniq = Work(len(c.uniq_texts), token_moments(fp32, c.uniq_texts), peak)
+    if smoke:
+        rss = {"fp32": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        cli_s = float("nan")
+    else:
+        rss, cli_s = {}, 0.0
+        for precision in ("fp32", "bf16") if cpu_has_fast_bf16() else ("fp32",):
+            rss[precision], took = peak_rss_of_cli(
+                url, c.sample_root, c.sample_files, fp32.model_id, work / "cli-out", precision
+            )
+            cli_s = max(cli_s, took)
+    rss_fp32 = f"{rss['fp32']:.0f}"
+    rows = [table_row("worker fp32 vs bare fp32, no duplicates", uniq, plain, rss_fp32)]
     plan = [verdict("Python worker fp32 throughput vs bare SentenceTransformer.encode", plain, 0.95, ">= 0.95x")]
     notes = []
     if smoke:
         notes.append("Smoke run: fp32 only, no separate worker process; the ratios are not meaningful.")
     elif cpu_has_fast_bf16():
-        row, checks = bf16_section(spec, c, runner, fp32)
+        row, checks = bf16_section(spec, c, runner, fp32, uniq, f"{rss['bf16']:.0f}")
         rows.append(row)
         plan += checks
     else:
@@ -388,7 +434,7 @@ def measure(spec: Spec, work: Path, url: str | None, smoke: bool) -> dict[str, A
     by_rows, by_tokens = per_job_dedup_ratio(c.dup_files), token_dedup_ratio(fp32, c.dup_files)
     by_tokens_sample = token_dedup_ratio(fp32, c.sample_files)
     label = f"worker fp32 vs bare fp32, sample corpus twice (dedup ratio {by_rows:.2f} rows, {by_tokens:.2f} tokens)"
-    rows.append(table_row(label, len(c.dup_texts), dup))
+    rows.append(table_row(label, Work(len(c.dup_texts), token_moments(fp32, c.dup_texts), peak), dup, rss_fp32))
     plan.append(
         verdict(
             "Python worker with duplicates vs bare encode",
@@ -405,16 +451,12 @@ def measure(spec: Spec, work: Path, url: str | None, smoke: bool) -> dict[str, A
             "status": "pass" if cos_fp32 >= 0.9999 else "fail",
         }
     )
-    if smoke:
-        rss_mib, cli_s = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, float("nan")
-    else:
-        rss_mib, cli_s = peak_rss_of_cli(url, c.sample_root, c.sample_files, fp32.model_id, work / "cli-out")
     where = "benchmark process" if smoke else "own process, model included"
     plan.append(
         {
             "test": f"Python worker peak RSS ({where})",
             "expected": "reported",
-            "measured": f"{rss_mib:.0f} MiB",
+            "measured": ", ".join(f"{v:.0f} MiB {k}" for k, v in rss.items()),
             "status": "pass",
         }
     )
@@ -427,7 +469,7 @@ def measure(spec: Spec, work: Path, url: str | None, smoke: bool) -> dict[str, A
                 "status": "pass",
             }
         ]
-    notes.append(explain(spec, url, cli_s, smoke))
+    notes.append(explain(spec, url, cli_s, smoke, peak))
     notes.append(
         f"In the sample corpus itself deduplication saves little compute ({by_tokens_sample:.2f}x in tokens, "
         f"{per_job_dedup_ratio(c.sample_files):.2f}x in rows): its repeated texts are mostly short replies."
@@ -439,11 +481,15 @@ def measure(spec: Spec, work: Path, url: str | None, smoke: bool) -> dict[str, A
                 "caption": "Throughput (median, min–max over alternating pairs)",
                 "columns": [
                     "comparison",
-                    "rows",
-                    "bare encode rows/s (wall)",
-                    "worker rows/s (wall)",
+                    "rows (texts)",
+                    "bare encode texts/s (wall)",
+                    "worker texts/s (wall)",
+                    "worker tokens/s",
+                    "bare % of fp32 GEMM peak",
+                    "worker % of fp32 GEMM peak",
                     "ratio, wall",
                     "ratio, CPU time",
+                    "worker peak RSS (MiB)",
                 ],
                 "rows": rows,
             }
@@ -453,7 +499,7 @@ def measure(spec: Spec, work: Path, url: str | None, smoke: bool) -> dict[str, A
     }
 
 
-def explain(spec: Spec, url: str | None, cli_s: float, smoke: bool) -> str:
+def explain(spec: Spec, url: str | None, cli_s: float, smoke: bool, peak: matmul_peak.GemmPeak) -> str:
     text = (
         "Rows are non-null rows. The worker is timed from enqueueing the jobs to the burst worker's exit (reading, "
         "cleaning, dedup, token-budget batching, writing and fsync, bus calls over "
@@ -464,12 +510,17 @@ def explain(spec: Spec, url: str | None, cli_s: float, smoke: bool) -> str:
         "ratios there swing by 2x between runs; CPU time leaves out only I/O waits, which the wall-clock ratio "
         "includes. Dedup ratio = rows, or their tokens, over the texts the worker embeds (it deduplicates within each "
         "job); the tokens ratio is the compute saved (repeated texts in chains are mostly short replies) and is the "
-        "one the plan holds the worker to."
+        "one the plan holds the worker to. Tokens/s count every row's tokens after truncation at 256. "
+        "% of fp32 GEMM peak: model FLOPs (`bench.matmul_peak`: 2 × 10.6M matmul weights × tokens + attention, "
+        f"no padding) per second over this machine's fp32 GEMM peak at {THREADS} thread(s), "
+        f"{peak.median:.1f} GFLOP/s ({peak.backend}, n={peak.n}, median of {len(peak.samples)} samples taken before "
+        "and after the comparisons); on the doubled corpus the worker's share counts the rows it did not embed "
+        "twice, so it can pass the bare encode's by the dedup ratio, and a bf16 row can pass 100%."
     )
     if not smoke:
         text += (
-            f" The `python -m workers.mps --burst` run on the sample corpus took {cli_s:.1f} s including "
-            "the model load; its peak RSS is in the plan."
+            f" Peak RSS: `python -m workers.mps --burst --precision <p>` run as its own process on the sample "
+            f"corpus (at most {cli_s:.1f} s including the model load), measured through `bench.child`."
         )
     return text
 

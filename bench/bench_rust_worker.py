@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bench import matmul_peak
 from bench.child import run_measured
 from bench.report import spread
 from corpus.generate import generate_corpus
@@ -119,12 +120,12 @@ def unique_corpus(spec: Spec, work: Path) -> tuple[Path, list[Path], list[str]]:
     return root, files, distinct
 
 
-def token_count(texts: list[str]) -> int:
-    """Tokens the model sees (truncated at 256), as both sides count them."""
+def token_counts(texts: list[str]) -> list[int]:
+    """Tokens the model sees per text (truncated at 256), as both sides count them."""
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(ONNX_DIR / "tokenizer.json"))
-    return sum(len(e.ids) for e in tok.encode_batch(texts))
+    return [len(e.ids) for e in tok.encode_batch(texts)]
 
 
 # -- the two sides ------------------------------------------------------------------
@@ -220,12 +221,20 @@ def run(smoke: bool) -> dict[str, Any]:
         return measure(spec, Path(tmp), url, smoke)
 
 
-def row(label: str, rows: int, tokens: int, res: dict[str, list[float]]) -> list[Any]:
+def row(label: str, counts: list[int], peak: matmul_peak.GemmPeak, res: dict[str, list[float]]) -> list[Any]:
+    rows, tokens = len(counts), sum(counts)
+    mean, sq = matmul_peak.token_moments(counts)
+
+    def share(seconds: list[float]) -> str:
+        return spread([100 * matmul_peak.peak_share(rows / t, mean, peak.median, sq) for t in seconds], "{:.1f}")
+
     return [
         label,
-        spread([rows / s for s in res["worker_s"]], "{:.0f}"),
-        spread([tokens / s for s in res["worker_s"]], "{:.0f}"),
-        spread([rows / s for s in res["bare_s"]], "{:.0f}"),
+        spread([rows / t for t in res["worker_s"]], "{:.0f}"),
+        spread([tokens / t for t in res["worker_s"]], "{:.0f}"),
+        share(res["worker_s"]),
+        spread([rows / t for t in res["bare_s"]], "{:.0f}"),
+        share(res["bare_s"]),
         spread(res["ratio_cpu"]),
         spread(res["ratio_wall"]),
         spread(res["rss"], "{:.0f}"),
@@ -244,11 +253,15 @@ def verdict(test: str, res: dict[str, list[float]], floor: float) -> dict[str, s
 
 def measure(spec: Spec, work: Path, url: str, smoke: bool) -> dict[str, Any]:
     data, files, texts = unique_corpus(spec, work)
-    tokens = token_count(texts)
+    counts = token_counts(texts)
     bare = Baseline(texts)
     rust = RustRunner(url, data, files, work)
+    peaks = matmul_peak.measure_peak(THREADS, n=1024, repeats=3)
     fp32 = compare(spec.repeats, lambda: rust("fp32"), bare)
+    peaks += matmul_peak.measure_peak(THREADS, n=1024, repeats=3)
     int8 = compare(spec.repeats, lambda: rust("int8"), bare)
+    peaks += matmul_peak.measure_peak(THREADS, n=1024, repeats=3)
+    peak = matmul_peak.best(matmul_peak.pooled(peaks))
     ref = bare.reference()
     c32 = cosines(rust.out("fp32"), files, data, texts, ref)
     c8 = cosines(rust.out("int8"), files, data, texts, ref)
@@ -262,9 +275,13 @@ def measure(spec: Spec, work: Path, url: str, smoke: bool) -> dict[str, Any]:
          "status": "pass" if c8.mean() >= 0.99 else "fail"},
     ]  # fmt: skip
     notes = [
-        f"{len(texts)} distinct texts ({tokens} tokens after truncation at 256) in {len(files)} files; "
+        f"{len(texts)} distinct texts ({sum(counts)} tokens after truncation at 256) in {len(files)} files; "
         f"{spec.repeats} alternating pair(s) per precision. Worker time is the whole process (start-up, "
-        "model load, Redis, parquet read and write included); the baseline is `encode` alone after warm-up.",
+        "model load, Redis, parquet read and write included); the baseline is `encode` alone after warm-up. "
+        "% of fp32 GEMM peak: model FLOPs (`bench.matmul_peak`: 2 × 10.6M matmul weights × tokens + attention, "
+        f"no padding) per second over this machine's fp32 GEMM peak at {THREADS} threads, {peak.median:.1f} GFLOP/s "
+        f"({peak.backend}, n={peak.n}, median of {len(peak.samples)} samples taken before, between and after the "
+        "comparisons); int8 is held to the same fp32 peak, so it may pass 100%.",
     ]
     if smoke:
         notes.append("Smoke run: a handful of texts, start-up dominates; the ratios are not meaningful.")
@@ -277,12 +294,14 @@ def measure(spec: Spec, work: Path, url: str, smoke: bool) -> dict[str, Any]:
                     "worker",
                     "texts/s",
                     "tokens/s",
+                    "% of fp32 GEMM peak",
                     "bare encode texts/s",
+                    "bare % of fp32 GEMM peak",
                     "ratio, CPU time",
                     "ratio, wall",
                     "worker peak RSS (MiB)",
                 ],
-                "rows": [row("Rust fp32", len(texts), tokens, fp32), row("Rust int8", len(texts), tokens, int8)],
+                "rows": [row("Rust fp32", counts, peak, fp32), row("Rust int8", counts, peak, int8)],
             }
         ],
         "plan": plan,
