@@ -14,6 +14,7 @@ wall ratios are shown beside them.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -36,6 +37,7 @@ from bench.report import spread
 from corpus.generate import generate_corpus
 from models.ort import ort_library
 from models.source import default_model_dir, model_id
+from workers.device import cpu_has_vnni
 
 ROOT = Path(__file__).resolve().parent.parent
 THREADS = 2
@@ -221,6 +223,15 @@ def run(smoke: bool) -> dict[str, Any]:
         return measure(spec, Path(tmp), url, smoke)
 
 
+def int8_variant() -> str:
+    """Which int8 model the worker runs here (its rule: ``model::variant_for``)."""
+    variants = json.loads((ONNX_DIR / "embedfleet_model.json").read_text())["variants"]
+    if "int8_vnni" in variants and cpu_has_vnni():
+        return "int8 weights, U8S8 kernels: this CPU has VNNI"
+    why = "this CPU has no VNNI" if not cpu_has_vnni() else "the export has no VNNI variant"
+    return f"uint8 weights, U8U8 kernels: {why}"
+
+
 def row(label: str, counts: list[int], peak: matmul_peak.GemmPeak, res: dict[str, list[float]]) -> list[Any]:
     rows, tokens = len(counts), sum(counts)
     mean, sq = matmul_peak.token_moments(counts)
@@ -301,7 +312,10 @@ def measure(spec: Spec, work: Path, url: str, smoke: bool) -> dict[str, Any]:
                     "ratio, wall",
                     "worker peak RSS (MiB)",
                 ],
-                "rows": [row("Rust fp32", counts, peak, fp32), row("Rust int8", counts, peak, int8)],
+                "rows": [
+                    row("Rust fp32", counts, peak, fp32),
+                    row(f"Rust int8 ({int8_variant()})", counts, peak, int8),
+                ],
             }
         ],
         "plan": plan,

@@ -69,9 +69,12 @@ the binary finds both next to itself.
 
 - \`--data-root\` (or \`--input-root\` and \`--output-root\`): where this machine
   mounts the shared storage; jobs carry paths relative to it.
-- \`--precision int8\`: the quantised model (about 3x faster on CPUs with
-  AVX512-VNNI, mean cosine >= 0.99 to fp32); \`fp32\` (default) matches
-  sentence-transformers to cosine 0.9999.
+- \`--precision int8\`: the quantised model (mean cosine >= 0.99 to fp32).
+  On a CPU with VNNI (AVX512-VNNI or AVX-VNNI) the worker runs the model's
+  int8-weight variant where the export has one (exported on a VNNI CPU),
+  else the portable uint8-weight one; BENCHMARKS.md in the repository has
+  the measured speeds. \`fp32\` (default) matches sentence-transformers to
+  cosine 0.9999.
 - \`--threads N\`: ONNX Runtime threads (default: all cores); run one worker
   per machine, or per socket on large ones.
 - \`--device cuda\` needs ONNX Runtime built with CUDA (the onnxruntime-gpu

@@ -70,8 +70,11 @@ step_rust() {
 # kept under EMBEDFLEET_HOME, keyed by the exporter's code and the pinned
 # requirements, and copied into each clone.
 step_onnx() {
-  [ -f "$ONNX_DIR/embedfleet_model.json" ] && return 0
-  local h; h=$(hash_of models/export_onnx.py models/onnx_quant.py models/source.py requirements.txt requirements-data.txt)
+  # Keyed by the exporter's code (and the CPU's VNNI, which decides whether
+  # the int8-weight variant is written): a changed exporter re-exports.
+  local h; h=$(hash_of models/export_onnx.py models/onnx_quant.py models/source.py workers/device.py \
+    requirements.txt requirements-data.txt)-$(grep -qwE 'avx512_vnni|avx_vnni' /proc/cpuinfo && echo vnni || echo novnni)
+  [ -f "$ONNX_DIR/embedfleet_model.json" ] && [ "$(cat "$ONNX_DIR/.export-key" 2>/dev/null)" = "$h" ] && return 0
   local cached=$EMBEDFLEET_HOME/onnx/$h
   if [ ! -f "$cached/embedfleet_model.json" ]; then
     log "exporting the model to ONNX ($cached)"
@@ -81,6 +84,7 @@ step_onnx() {
   fi
   mkdir -p "$(dirname "$ONNX_DIR")"
   rm -rf "$ONNX_DIR" && cp -r "$cached" "$ONNX_DIR"
+  echo "$h" > "$ONNX_DIR/.export-key"
 }
 
 case "${1:-all}" in

@@ -9,7 +9,12 @@ Writes into ``--output`` (default ``models/onnx/minilm``):
   sentence-transformers' Pooling module does, and NOT yet L2-normalised (the
   worker normalises; doing it twice is harmless). Pooling inside the graph
   saves copying ``batch x seq x 384`` floats out of the runtime.
-- ``model_int8.onnx``: see ``models/onnx_quant.py``.
+- ``model_int8.onnx``: see ``models/onnx_quant.py`` (uint8 weights: right on
+  every CPU).
+- ``model_int8_vnni.onnx``: the same with int8 weights, for CPUs with VNNI,
+  where it is the faster one; written only when the exporting CPU has VNNI
+  (so that its quality gate runs on the kernels that will run it), and
+  chosen by the Rust worker only on such a CPU.
 - ``tokenizer.json``: the model's tokenizer with truncation at 256 tokens (as
   sentence-transformers truncates, not the file's 128) and no fixed padding.
 - ``1_Pooling/config.json``, ``sentence_bert_config.json``: copied as they are.
@@ -19,8 +24,8 @@ Writes into ``--output`` (default ``models/onnx/minilm``):
 
 Quality gate, on the fixed sample of ``models/sample_texts.py``: fp32 ONNX
 against sentence-transformers, minimum cosine at least 0.9999; int8 against
-fp32, mean at least 0.99 and 1st percentile at least 0.95. A model that fails
-is not written: the directory is built aside and swapped in only when both
+fp32, mean at least 0.99 and 1st percentile at least 0.95 (each int8 variant).
+A model that fails is not written: the directory is built aside and swapped in only when both
 pass, and the command exits 1 saying which figure failed.
 """
 
@@ -42,9 +47,11 @@ from bus.constants import EMBEDDING_DIM, MAX_SEQ_LENGTH, MODEL_NAME
 from models import sample_texts
 from models.onnx_quant import DEFAULT_ALPHA, Feeds, quantize_int8
 from models.source import ONNX_MANIFEST, default_model_dir, model_id, offline, weights_sha256
+from workers.device import CPU_VNNI_FLAGS, cpu_has_vnni
 
 FP32_FILE = "model.onnx"
 INT8_FILE = "model_int8.onnx"
+INT8_VNNI_FILE = "model_int8_vnni.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
 OUTPUT = "sentence_embedding"
@@ -161,15 +168,24 @@ def cosine_stats(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     return {"mean": float(c.mean()), "p1": float(np.percentile(c, 1)), "min": float(c.min())}
 
 
-def check_gate(fp32: dict[str, float], int8: dict[str, float]) -> None:
+def int8_failures(int8: dict[str, float], name: str = "int8") -> list[str]:
+    """The int8 gate's figures below their bound, in words."""
+    failures = []
+    if int8["mean"] < GATE_INT8_MEAN:
+        failures.append(f"{name} mean cosine vs fp32 {int8['mean']:.4f} < {GATE_INT8_MEAN}")
+    if int8["p1"] < GATE_INT8_P1:
+        failures.append(f"{name} 1st-percentile cosine vs fp32 {int8['p1']:.4f} < {GATE_INT8_P1}")
+    return failures
+
+
+def check_gate(fp32: dict[str, float], int8: dict[str, float], vnni: dict[str, float] | None = None) -> None:
     """Raise ``QualityGateFailed`` naming every figure below its bound."""
     failures = []
     if fp32["min"] < GATE_FP32_MIN:
         failures.append(f"fp32 min cosine vs sentence-transformers {fp32['min']:.6f} < {GATE_FP32_MIN}")
-    if int8["mean"] < GATE_INT8_MEAN:
-        failures.append(f"int8 mean cosine vs fp32 {int8['mean']:.4f} < {GATE_INT8_MEAN}")
-    if int8["p1"] < GATE_INT8_P1:
-        failures.append(f"int8 1st-percentile cosine vs fp32 {int8['p1']:.4f} < {GATE_INT8_P1}")
+    failures += int8_failures(int8)
+    if vnni is not None:
+        failures += int8_failures(vnni, "int8 (VNNI variant)")
     if failures:
         raise QualityGateFailed("; ".join(failures))
 
@@ -184,26 +200,44 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def build(model_dir: Path, work: Path, alpha: float) -> dict[str, Any]:
-    """Export, quantise and grade into ``work``; returns the manifest."""
+def build(model_dir: Path, work: Path, alpha: float, vnni: bool) -> dict[str, Any]:
+    """Export, quantise and grade into ``work``; returns the manifest.
+    ``vnni``: also write and grade the int8-weight variant for VNNI CPUs."""
     export_fp32(model_dir, work / FP32_FILE)
     write_tokenizer(model_dir, work / TOKENIZER_FILE)
     tok = work / TOKENIZER_FILE
     calib = sample_texts.calibration()
-    quant = quantize_int8(work / FP32_FILE, work / INT8_FILE, lambda: (f for _, f in batches(tok, calib)), alpha)
+
+    def quantize(out: Path, weights: str) -> dict[str, object]:
+        return quantize_int8(work / FP32_FILE, out, lambda: (f for _, f in batches(tok, calib)), alpha, weights)
+
+    quant = {"int8": quantize(work / INT8_FILE, "uint8")}
+    if vnni:
+        quant["int8_vnni"] = quantize(work / INT8_VNNI_FILE, "int8")
     texts = sample_texts.quality_sample()
     ref = embed_reference(model_dir, texts)
     fp32 = embed_onnx(work / FP32_FILE, tok, texts)
-    fp32_stats, int8_stats = cosine_stats(fp32, ref), cosine_stats(embed_onnx(work / INT8_FILE, tok, texts), fp32)
-    check_gate(fp32_stats, int8_stats)
+    fp32_stats = cosine_stats(fp32, ref)
+    stats = {"int8": cosine_stats(embed_onnx(work / INT8_FILE, tok, texts), fp32)}
+    if vnni:
+        stats["int8_vnni"] = cosine_stats(embed_onnx(work / INT8_VNNI_FILE, tok, texts), fp32)
+    check_gate(fp32_stats, stats["int8"], stats.get("int8_vnni"))
     for sub in ("1_Pooling/config.json", "sentence_bert_config.json"):
         (work / sub).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(model_dir / sub, work / sub)
-    return manifest(model_dir, work, quant, len(texts), fp32_stats, int8_stats)
+    return manifest(model_dir, work, quant, len(texts), fp32_stats, stats)
+
+
+INT8_FILES = {"int8": INT8_FILE, "int8_vnni": INT8_VNNI_FILE}
 
 
 def manifest(
-    model_dir: Path, work: Path, quant: dict[str, object], n: int, fp32: dict[str, float], int8: dict[str, float]
+    model_dir: Path,
+    work: Path,
+    quant: dict[str, dict[str, object]],
+    n: int,
+    fp32: dict[str, float],
+    int8: dict[str, dict[str, float]],
 ) -> dict[str, Any]:
     import onnx
     import onnxruntime
@@ -223,12 +257,20 @@ def manifest(
         "tokenizer": TOKENIZER_FILE,
         "variants": {
             "fp32": {"file": FP32_FILE, "sha256": _sha256(work / FP32_FILE)},
-            "int8": {"file": INT8_FILE, "sha256": _sha256(work / INT8_FILE), "quantization": quant},
+            **{
+                name: {
+                    "file": INT8_FILES[name],
+                    "sha256": _sha256(work / INT8_FILES[name]),
+                    "quantization": q,
+                    **({"cpu_flags_any": list(CPU_VNNI_FLAGS)} if name == "int8_vnni" else {}),
+                }
+                for name, q in quant.items()
+            },
         },
         "quality": {
             "sample_texts": n,
             "fp32_vs_sentence_transformers": fp32,
-            "int8_vs_fp32": int8,
+            **{f"{name}_vs_fp32": st for name, st in int8.items()},
             "gates": {"fp32_min": GATE_FP32_MIN, "int8_mean": GATE_INT8_MEAN, "int8_p1": GATE_INT8_P1},
         },
         "exported_with": {
@@ -240,8 +282,9 @@ def manifest(
     }
 
 
-def export(model_dir: Path, output: Path, alpha: float = DEFAULT_ALPHA) -> dict[str, Any]:
-    """Build the ONNX directory aside and swap it into ``output`` if it passes."""
+def export(model_dir: Path, output: Path, alpha: float = DEFAULT_ALPHA, vnni: bool | None = None) -> dict[str, Any]:
+    """Build the ONNX directory aside and swap it into ``output`` if it passes.
+    ``vnni``: write the VNNI variant (default: when this CPU has VNNI)."""
     output = output.resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
     work = output.parent / f".{output.name}.tmp-{os.getpid()}"
@@ -249,7 +292,7 @@ def export(model_dir: Path, output: Path, alpha: float = DEFAULT_ALPHA) -> dict[
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     try:
-        meta = build(model_dir, work, alpha)
+        meta = build(model_dir, work, alpha, cpu_has_vnni() if vnni is None else vnni)
         (work / ONNX_MANIFEST).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
         if output.exists():
             output.rename(old)
@@ -278,7 +321,13 @@ def main(argv: list[str] | None = None) -> int:
     q = meta["quality"]
     print(
         f"wrote {a.output} ({meta['model_id']}): fp32 min cosine {q['fp32_vs_sentence_transformers']['min']:.6f}, "
-        f"int8 mean {q['int8_vs_fp32']['mean']:.4f} p1 {q['int8_vs_fp32']['p1']:.4f} on {q['sample_texts']} texts"
+        f"int8 mean {q['int8_vs_fp32']['mean']:.4f} p1 {q['int8_vs_fp32']['p1']:.4f}"
+        + (
+            f", int8 VNNI variant mean {q['int8_vnni_vs_fp32']['mean']:.4f} p1 {q['int8_vnni_vs_fp32']['p1']:.4f}"
+            if "int8_vnni_vs_fp32" in q
+            else " (no VNNI on this CPU: no VNNI variant)"
+        )
+        + f" on {q['sample_texts']} texts"
     )
     return 0
 

@@ -16,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 from models import export_onnx, sample_texts
 from models.onnx_quant import activation_absmax, quantize_int8, smooth
 from models.source import ONNX_MANIFEST, default_model_dir, model_id, weights_sha256
+from workers.device import cpu_has_vnni
 
 ROOT = Path(__file__).resolve().parent.parent
 ONNX_DIR = ROOT / "models" / "onnx" / "minilm"
@@ -58,7 +59,27 @@ def test_tokenizer_truncates_at_256_without_fixed_padding(exported: Path) -> Non
 def test_recorded_quality_passes_the_gate(exported: Path) -> None:
     q = json.loads((exported / ONNX_MANIFEST).read_text())["quality"]
     assert q["sample_texts"] == len(sample_texts.quality_sample())
-    export_onnx.check_gate(q["fp32_vs_sentence_transformers"], q["int8_vs_fp32"])
+    export_onnx.check_gate(q["fp32_vs_sentence_transformers"], q["int8_vs_fp32"], q.get("int8_vnni_vs_fp32"))
+
+
+def _weight_types(path: Path) -> set[int]:
+    """Element types of the constant B inputs of a graph's MatMulInteger nodes."""
+    m = onnx.load(str(path))
+    inits = {i.name: i.data_type for i in m.graph.initializer}
+    return {inits[n.input[1]] for n in m.graph.node if n.op_type == "MatMulInteger" and n.input[1] in inits}
+
+
+def test_the_vnni_variant_exists_exactly_where_the_exporting_cpu_has_vnni(exported: Path) -> None:
+    """uint8 weights everywhere; int8 weights (U8S8 kernels) only as an extra
+    variant, graded on a CPU whose kernels for them are exact."""
+    meta = json.loads((exported / ONNX_MANIFEST).read_text())
+    assert _weight_types(exported / meta["variants"]["int8"]["file"]) == {TensorProto.UINT8}
+    assert ("int8_vnni" in meta["variants"]) == cpu_has_vnni() == ("int8_vnni_vs_fp32" in meta["quality"])
+    if cpu_has_vnni():
+        v = meta["variants"]["int8_vnni"]
+        assert v["file"] == export_onnx.INT8_VNNI_FILE and v["quantization"]["weight_type"] == "int8"
+        assert set(v["cpu_flags_any"]) == {"avx512_vnni", "avx_vnni"}
+        assert _weight_types(exported / v["file"]) == {TensorProto.INT8}
 
 
 def test_sample_is_fixed_distinct_and_disjoint_from_calibration() -> None:
@@ -72,6 +93,8 @@ def test_sample_is_fixed_distinct_and_disjoint_from_calibration() -> None:
 def test_the_gate_names_every_failing_figure() -> None:
     good = {"mean": 1.0, "p1": 1.0, "min": 1.0}
     export_onnx.check_gate(good, {"mean": 0.995, "p1": 0.96, "min": 0.9})
+    with pytest.raises(export_onnx.QualityGateFailed, match="VNNI variant"):
+        export_onnx.check_gate(good, good, {"mean": 0.98, "p1": 0.96, "min": 0.9})
     with pytest.raises(export_onnx.QualityGateFailed) as e:
         export_onnx.check_gate({"mean": 1.0, "p1": 1.0, "min": 0.999}, {"mean": 0.98, "p1": 0.9, "min": 0.5})
     msg = str(e.value)
@@ -83,7 +106,7 @@ def test_a_failing_model_is_not_written(tmp_path: Path, monkeypatch: pytest.Monk
     out.mkdir()
     (out / "model.onnx").write_text("previous export")
 
-    def failing_build(model_dir: Path, work: Path, alpha: float) -> dict[str, object]:
+    def failing_build(model_dir: Path, work: Path, alpha: float, vnni: bool) -> dict[str, object]:
         (work / "model.onnx").write_text("drifted")
         raise export_onnx.QualityGateFailed("int8 mean cosine vs fp32 0.9 < 0.99")
 
@@ -142,3 +165,8 @@ def test_smoothing_leaves_the_fp32_function_unchanged(tmp_path: Path) -> None:
     y8, y = _run(tmp_path / "int8.onnx", feeds), _run(src, feeds)
     cos = (y8 * y).sum(-1) / np.linalg.norm(y8, axis=-1) / np.linalg.norm(y, axis=-1)
     assert cos.min() > 0.95
+    assert _weight_types(tmp_path / "int8.onnx") == {TensorProto.UINT8}
+    info = quantize_int8(src, tmp_path / "s8.onnx", lambda: [feeds], alpha=0.65, weights="int8")
+    assert info["weight_type"] == "int8" and _weight_types(tmp_path / "s8.onnx") == {TensorProto.INT8}
+    with pytest.raises(ValueError, match="weights"):
+        quantize_int8(src, tmp_path / "x.onnx", lambda: [feeds], weights="int4")

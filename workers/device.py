@@ -18,6 +18,9 @@ MIN_COSINE = 0.9999
 """Lowest cosine to fp32 at which a reduced precision is accepted."""
 
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+CPU_VNNI_FLAGS = ("avx512_vnni", "avx_vnni")
+"""x86 flags under which ONNX Runtime's U8S8 int8 kernels are exact (the Rust
+worker checks the same features: ``model::cpu_has_vnni``)."""
 
 
 def pick_device(requested: str = "auto") -> str:
@@ -54,6 +57,13 @@ def cpu_has_fast_bf16() -> bool:
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return False
     return any(f in cpu_flags() for f in CPU_BF16_FLAGS)
+
+
+def cpu_has_vnni() -> bool:
+    """Whether this x86 CPU has VNNI (AVX512-VNNI or AVX-VNNI) int8 dot products."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    return any(f in cpu_flags() for f in CPU_VNNI_FLAGS)
 
 
 def candidate_precision(device: str, requested: str = "auto") -> str:

@@ -105,7 +105,8 @@ pub struct Args {
     /// ONNX Runtime intra-op threads (default: all cores)
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Model variant
+    /// Model precision; int8 runs the int8-weight variant on a CPU with VNNI
+    /// when the export has one, else the portable uint8-weight variant
     #[arg(long, value_enum, default_value = "fp32")]
     pub precision: PrecisionArg,
     /// Execution provider; cuda fails at start-up when CUDA is unavailable

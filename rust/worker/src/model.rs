@@ -27,6 +27,8 @@ use crate::error::{Result, WorkerError};
 
 /// Manifest file of an ONNX model directory.
 pub const MANIFEST: &str = "embedfleet_model.json";
+/// Manifest variant with int8 weights, for CPUs with VNNI.
+pub const INT8_VNNI: &str = "int8_vnni";
 /// Environment variable naming the ONNX Runtime library.
 pub const ENV_ORT: &str = "ORT_DYLIB_PATH";
 
@@ -117,19 +119,41 @@ impl ModelDir {
         self.path.join(&self.manifest.tokenizer)
     }
 
-    pub fn onnx_path(&self, precision: Precision) -> Result<PathBuf> {
-        let v = self
-            .manifest
-            .variants
-            .get(precision.name())
-            .ok_or_else(|| {
-                WorkerError::Usage(format!(
-                    "{}: no {} variant in the manifest",
-                    self.path.display(),
-                    precision.name()
-                ))
-            })?;
+    /// The manifest variant to run: `int8_vnni` (int8 weights, U8S8
+    /// kernels) for int8 where `vnni` holds and the export has it, else the
+    /// precision's own variant (`int8`: uint8 weights, exact on every CPU).
+    pub fn variant_for(&self, precision: Precision, vnni: bool) -> &'static str {
+        match precision {
+            Precision::Int8 if vnni && self.manifest.variants.contains_key(INT8_VNNI) => INT8_VNNI,
+            p => p.name(),
+        }
+    }
+
+    /// The ONNX file of a manifest variant.
+    pub fn onnx_path(&self, variant: &str) -> Result<PathBuf> {
+        let v = self.manifest.variants.get(variant).ok_or_else(|| {
+            WorkerError::Usage(format!(
+                "{}: no {variant} variant in the manifest",
+                self.path.display(),
+            ))
+        })?;
         Ok(self.path.join(&v.file))
+    }
+}
+
+/// Whether this CPU has VNNI int8 dot products (AVX512-VNNI or AVX-VNNI):
+/// there ONNX Runtime's U8S8 kernels are exact and the fastest int8 path,
+/// while without VNNI they saturate 16-bit sums (Python twin:
+/// `workers.device.cpu_has_vnni`).
+pub fn cpu_has_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512vnni")
+            || std::arch::is_x86_feature_detected!("avxvnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
@@ -208,7 +232,9 @@ impl OnnxModel {
         threads: usize,
     ) -> Result<Self> {
         let env = environment()?;
-        let path = dir.onnx_path(precision)?;
+        let variant = dir.variant_for(precision, device == Device::Cpu && cpu_has_vnni());
+        let path = dir.onnx_path(variant)?;
+        log::info!("model variant {variant}: {}", path.display());
         let mut builder = Session::builder(&env)
             .map_err(usage("session"))?
             .with_optimization_level(GraphOptimizationLevel::All)
@@ -279,5 +305,44 @@ impl OnnxModel {
             v.iter_mut().for_each(|x| *x /= norm);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_with(variants: &[&str]) -> ModelDir {
+        let variants = variants
+            .iter()
+            .map(|v| (v.to_string(), Variant { file: format!("{v}.onnx") }))
+            .collect();
+        ModelDir {
+            path: PathBuf::from("/m"),
+            manifest: Manifest {
+                weights_sha256: "0".repeat(64),
+                embedding_dim: EMBEDDING_DIM,
+                inputs: vec![],
+                output: "sentence_embedding".into(),
+                tokenizer: "tokenizer.json".into(),
+                variants,
+            },
+        }
+    }
+
+    #[test]
+    fn int8_runs_the_vnni_variant_only_on_a_vnni_cpu_and_only_if_exported() {
+        let both = dir_with(&["fp32", "int8", INT8_VNNI]);
+        assert_eq!(both.variant_for(Precision::Int8, true), INT8_VNNI);
+        assert_eq!(both.variant_for(Precision::Int8, false), "int8");
+        assert_eq!(both.variant_for(Precision::Fp32, true), "fp32");
+        let portable = dir_with(&["fp32", "int8"]);
+        assert_eq!(portable.variant_for(Precision::Int8, true), "int8");
+        assert_eq!(
+            both.onnx_path(INT8_VNNI).unwrap(),
+            PathBuf::from("/m/int8_vnni.onnx")
+        );
+        let err = portable.onnx_path(INT8_VNNI).unwrap_err().to_string();
+        assert!(err.contains("no int8_vnni variant"), "{err}");
     }
 }
