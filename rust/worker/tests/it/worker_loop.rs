@@ -178,7 +178,12 @@ fn drains_a_queue_counting_every_job_once_and_dead_letters_bad_input() {
     assert_eq!(done["counts"]["rows_deduplicated"].as_u64(), Some(1));
     let eids: std::collections::HashSet<String> = events(&mut bus)
         .iter()
-        .map(|e| e["eid"].as_str().expect("every event has an eid").to_string())
+        .map(|e| {
+            e["eid"]
+                .as_str()
+                .expect("every event has an eid")
+                .to_string()
+        })
         .collect();
     assert_eq!(eids.len(), kinds.len(), "each event has its own eid");
     let registered: HashMap<String, String> = bus
