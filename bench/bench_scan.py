@@ -414,9 +414,9 @@ def run(smoke: bool) -> dict[str, Any]:
         "the same jobs again (all already known). Memory per job is `used_memory` after minus before, divided "
         "by the jobs; the stream and state columns are `MEMORY USAGE` of the lane stream and the state hash. "
         "Most of it is the job message itself (its JSON length is in the last column); since protocol version 2 "
-        "the message leaves out the derivable `out` and every field at its default (version 1's full message was "
-        "300 B here, 418 B per job in all). What remains per job is the id, path, fingerprint and model, the "
-        "stream entry's own overhead and the state hash field."
+        "the message leaves out the derivable `id` and `out` and every field at its default (version 1's full "
+        "message was 300 B here, 418 B per job in all). What remains per job is the path, fingerprint and model "
+        "in the message, the stream entry's own overhead, and the state hash field keyed by the job id."
     )
     return {
         "title": "Scan, diff and enqueue (manager)",
