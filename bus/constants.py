@@ -9,10 +9,10 @@ from __future__ import annotations
 PROTOCOL_VERSION = 2
 """Version of the job messages written to the bus (``"v"`` field). Bumped on
 any incompatible change; readers refuse versions they do not know. Version 2
-leaves out the derivable ``out`` and every field at its default."""
+leaves out the derivable ``id`` and ``out`` and every field at its default."""
 
 READABLE_VERSIONS = (1, 2)
-"""Job message versions a reader accepts (1 carried ``out`` and every field)."""
+"""Job message versions a reader accepts (1 carried ``id``, ``out`` and every field)."""
 
 DEFAULT_COLUMN = "text"
 """Text column of an input file unless a job names another."""

@@ -197,8 +197,8 @@ class Coordinator:
         self._cluster_fn: ClusterFn | None = None
         self._devices: dict[str, tuple[str, str]] = {}
         self.events_seen: set[str] = set()
-        self._eids = SeenEventIds()
         """Jobs of which a done, skipped or dead event was journaled."""
+        self._eids = SeenEventIds()
         self._last_registry = 0.0
         self._controls: dict[str, bool] | None = None
         self._started_ms = int(time.time() * 1000)

@@ -2,7 +2,7 @@
 //! `bus/constants.py`; `tests/vectors/keys.json` pins both.
 
 /// Version of the JSON job messages written (`"v"`); 2 leaves out the
-/// derivable `out` and every field at its default.
+/// derivable `id` and `out` and every field at its default.
 pub const PROTOCOL_VERSION: u32 = 2;
 /// Job message versions a reader accepts (1 carried every field).
 pub const READABLE_VERSIONS: [u32; 2] = [1, 2];
