@@ -154,6 +154,17 @@ def test_burst_worker_drains_the_queue_and_exits(rig: Rig) -> None:
     assert rig.bus.workers == {}  # deregistered on exit
 
 
+def test_burst_worker_leaves_an_empty_queue_without_waiting_out_a_claim(rig: Rig) -> None:
+    # A claim would block a whole minute: a burst run must see the empty lanes
+    # and leave instead (a benchmark or a cron drain pays that wait otherwise).
+    rig.enqueue(rig.files(2))
+    w = rig.worker(block_ms=60_000)
+    th, codes = run_in_thread(w)
+    th.join(JOIN_S)
+    assert not th.is_alive() and codes == [0]
+    assert rig.bus.stats["done"] == 2 and len(rig.outputs()) == 2
+
+
 def test_worker_registers_a_record_while_running(rig: Rig) -> None:
     rig.enqueue(rig.files(1))
     gate = Gate(rig.pipeline(), lambda j: True)

@@ -178,6 +178,11 @@ class Worker:
                 self.state = "paused"
                 self.stop.wait(self.cfg.controls_every_s)
                 continue
+            if self.cfg.burst and self._next is None and self._nothing_left():
+                # Leave as soon as the lanes are empty, instead of first
+                # blocking block_ms on a claim that cannot succeed.
+                log.info("burst: nothing left to do")
+                return
             prepared = self._take(self.cfg.block_ms)
             if prepared is None:
                 if self.cfg.burst and self._nothing_left():

@@ -266,6 +266,29 @@ fn a_dead_workers_job_is_taken_over_and_a_poison_job_dead_lettered() {
 }
 
 #[test]
+fn a_burst_worker_leaves_empty_lanes_without_waiting_out_a_claim() {
+    // A claim would block a whole minute: the burst run must see the empty
+    // lanes and leave (the Python worker's twin test says the same).
+    let d = root("burst");
+    let mut bus = common::bus("burst", 60_000);
+    for i in 0..2 {
+        bus.enqueue(&input(&d, &format!("b{i}"), &["a", "b"])).unwrap();
+    }
+    let (mut w, _) = worker(&bus, &d, |cfg, _| cfg.block_ms = 60_000);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        w.run();
+        tx.send(()).unwrap();
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_secs(30)).is_ok(),
+        "the burst worker was still waiting on an empty queue"
+    );
+    assert_eq!(stats(&mut bus)["done"], 2);
+    fs::remove_dir_all(d).unwrap();
+}
+
+#[test]
 fn an_up_to_date_output_is_acknowledged_without_recomputing() {
     let d = root("skip");
     let mut bus = common::bus("skip", 60_000);
