@@ -13,7 +13,7 @@ use embedfleet_core::constants::{
     DEFAULT_LANE, DEFAULT_LEASE_MS, DEFAULT_MAX_DELIVERIES, DEFAULT_NAMESPACE,
 };
 
-use crate::batching::{Embedder, OnnxEmbedder, DEFAULT_TOKEN_BUDGET};
+use crate::batching::{Embedder, OnnxEmbedder, CPU_TOKEN_BUDGET, CUDA_TOKEN_BUDGET};
 use crate::bus::RedisBus;
 use crate::error::{Result, WorkerError};
 use crate::limits::{cap_open_files, parse_size, MemoryBudget};
@@ -112,9 +112,10 @@ pub struct Args {
     /// Execution provider; cuda fails at start-up when CUDA is unavailable
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,
-    /// Tokens per batch (texts are length-sorted, then cut under this budget)
-    #[arg(long, default_value_t = DEFAULT_TOKEN_BUDGET)]
-    pub batch_tokens: usize,
+    /// Tokens per batch (texts are length-sorted, then cut under this
+    /// budget); default 2048 on a CPU, 8192 on CUDA
+    #[arg(long)]
+    pub batch_tokens: Option<usize>,
     /// Rows read and embedded at a time
     #[arg(long, default_value_t = DEFAULT_CHUNK_ROWS)]
     pub chunk_rows: usize,
@@ -208,7 +209,10 @@ fn embedder(a: &Args, memory: MemoryBudget) -> Result<Box<dyn Embedder>> {
         tokenizer,
         model,
         dir.model_id(),
-        a.batch_tokens,
+        a.batch_tokens.unwrap_or(match device {
+            Device::Cpu => CPU_TOKEN_BUDGET,
+            Device::Cuda => CUDA_TOKEN_BUDGET,
+        }),
         memory,
     )))
 }
