@@ -30,8 +30,11 @@ log = logging.getLogger(__name__)
 CUT_CHARS = 20_000
 """Texts longer than this are tokenized from a prefix cut at a space: far
 past 256 tokens, so the truncated result is the same at a fraction of the cost."""
-CPU_TOKEN_BUDGET = 8192
-"""Tokens per batch on a CPU (measured: 4k-8k is best; more thrashes cache)."""
+CPU_TOKEN_BUDGET = 4096
+"""Tokens per batch on a CPU. Measured on an Intel Xeon: 4k-8k best; on an
+AMD EPYC with AVX-512 (2 threads, the Rust benchmark's 1,001 texts): 2k-4k
+best, 8k 15-20% slower in fp32 and bf16 (its feed-forward activations, 50 MB,
+fall out of the caches). 4k is good on both."""
 GPU_MAX_TOKEN_BUDGET = 1 << 18
 MIN_TOKEN_BUDGET = MAX_SEQ_LENGTH
 MAX_PADDING = 0.2
