@@ -272,7 +272,8 @@ fn a_burst_worker_leaves_empty_lanes_without_waiting_out_a_claim() {
     let d = root("burst");
     let mut bus = common::bus("burst", 60_000);
     for i in 0..2 {
-        bus.enqueue(&input(&d, &format!("b{i}"), &["a", "b"])).unwrap();
+        bus.enqueue(&input(&d, &format!("b{i}"), &["a", "b"]))
+            .unwrap();
     }
     let (mut w, _) = worker(&bus, &d, |cfg, _| cfg.block_ms = 60_000);
     let (tx, rx) = std::sync::mpsc::channel();
