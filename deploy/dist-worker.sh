@@ -77,6 +77,8 @@ the binary finds both next to itself.
   cosine 0.9999.
 - \`--threads N\`: ONNX Runtime threads (default: all cores); run one worker
   per machine, or per socket on large ones.
+- \`--batch-tokens N\`: tokens per batch (default 2048 on a CPU, where
+  smaller batches stay in cache, and 8192 on CUDA).
 - \`--device cuda\` needs ONNX Runtime built with CUDA (the onnxruntime-gpu
   wheel's library in \`lib/\`); without it the worker refuses to start.
 - \`--lanes gpu,default\`, \`--max-memory 4G\`, \`--job-timeout 600\`,
