@@ -179,17 +179,14 @@ class Worker:
                 self.stop.wait(self.cfg.controls_every_s)
                 continue
             if self.cfg.burst and self._next is None and self._nothing_left():
-                # Leave as soon as the lanes are empty, instead of first
-                # blocking block_ms on a claim that cannot succeed.
+                # Leave as soon as the lanes are empty (checked before every
+                # claim, so also after one that came back empty), instead of
+                # first blocking block_ms on a claim that cannot succeed.
                 log.info("burst: nothing left to do")
                 return
             prepared = self._take(self.cfg.block_ms)
-            if prepared is None:
-                if self.cfg.burst and self._nothing_left():
-                    log.info("burst: nothing left to do")
-                    return
-                continue
-            self._run_one(prepared)
+            if prepared is not None:
+                self._run_one(prepared)
 
     def _shutdown(self) -> None:
         self.state = "stopping"

@@ -286,19 +286,16 @@ impl Worker {
                 continue;
             }
             self.set_state("idle");
-            // A burst run leaves as soon as the lanes are empty, instead of
-            // first blocking `block_ms` on a claim that cannot succeed.
+            // A burst run leaves as soon as the lanes are empty (checked
+            // before every claim, so also after one that came back empty),
+            // instead of first blocking `block_ms` on a claim that cannot
+            // succeed.
             if self.cfg.burst && self.nothing_left() {
                 log::info!("burst: nothing left to do");
                 return;
             }
-            match self.claim() {
-                Some(d) => self.run_one(d),
-                None if self.cfg.burst && self.nothing_left() => {
-                    log::info!("burst: nothing left to do");
-                    return;
-                }
-                None => {}
+            if let Some(d) = self.claim() {
+                self.run_one(d);
             }
         }
         log::warn!("stop requested: exiting (send the signal again to exit at once)");
