@@ -58,3 +58,19 @@ class Keys:
     @property
     def lanes(self) -> str:
         return self._k(c.KEY_LANES)
+
+    def reuse_entry(self, cls: str, key: bytes) -> str:
+        """Vector of one distinct text in one precision class."""
+        return self._k(c.KEY_REUSE_ENTRY.format(cls=cls, key=key.hex()))
+
+    def reuse_claim(self, cls: str, key: bytes) -> str:
+        """Claim of the worker computing that text in that class now."""
+        return self._k(c.KEY_REUSE_CLAIM.format(cls=cls, key=key.hex()))
+
+    @property
+    def reuse_bytes(self) -> str:
+        return self._k(c.KEY_REUSE_BYTES)
+
+    @property
+    def reuse_max(self) -> str:
+        return self._k(c.KEY_REUSE_MAX)

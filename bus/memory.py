@@ -106,7 +106,9 @@ class MemoryTransport:
             self._pending[d.lane][d.entry_id].since = time.monotonic()
             return True
 
-    def complete(self, consumer: str, d: Delivery, rows: int, skipped: bool = False) -> Outcome:
+    def complete(
+        self, consumer: str, d: Delivery, rows: int, skipped: bool = False, model_calls: int = 0, rows_reused: int = 0
+    ) -> Outcome:
         with self._lock:
             if not self._owned(consumer, d):
                 self._inc("lost_lease")
@@ -122,6 +124,8 @@ class MemoryTransport:
             if s == c.STATE_QUEUED:
                 self._inc("queued", -1)
             self._inc("rows", rows)
+            self._inc("model_calls", model_calls)
+            self._inc("rows_reused", rows_reused)
             if skipped:
                 self._inc("skipped_existing")
             return Outcome.DONE

@@ -27,6 +27,8 @@ from bus.transport import Controls, Delivery, Outcome, WorkerRecord
 
 T = TypeVar("T")
 SCRIPT_NAMES = ("enqueue", "renew", "complete", "retry", "dead", "promote", "trim", "heartbeat")
+"""The bus's scripts; the reuse store's (``reuse_claim``, ``reuse_put``) are
+loaded by ``bus.reuse_redis``."""
 
 
 def script_source(name: str) -> str:
@@ -194,12 +196,14 @@ class RedisTransport:
         return bool(self._run("renew", [self.keys.queue(d.lane)], [c.GROUP, d.entry_id, consumer]))
 
     @_translating
-    def complete(self, consumer: str, d: Delivery, rows: int, skipped: bool = False) -> Outcome:
+    def complete(
+        self, consumer: str, d: Delivery, rows: int, skipped: bool = False, model_calls: int = 0, rows_reused: int = 0
+    ) -> Outcome:
         k = self.keys
         res = self._run(
             "complete",
             [k.queue(d.lane), k.state, k.stats, k.errors],
-            [c.GROUP, d.entry_id, consumer, d.job.id, rows, "skip" if skipped else ""],
+            [c.GROUP, d.entry_id, consumer, d.job.id, rows, "skip" if skipped else "", model_calls, rows_reused],
         )
         return Outcome(int(res))
 

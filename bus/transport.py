@@ -96,8 +96,11 @@ class Transport(Protocol):
     def renew(self, consumer: str, d: Delivery) -> bool:
         """Extend the lease; ``False`` when another consumer owns it now."""
 
-    def complete(self, consumer: str, d: Delivery, rows: int, skipped: bool = False) -> Outcome:
-        """Acknowledge and count a finished job, if still owned."""
+    def complete(
+        self, consumer: str, d: Delivery, rows: int, skipped: bool = False, model_calls: int = 0, rows_reused: int = 0
+    ) -> Outcome:
+        """Acknowledge and count a finished job, if still owned (rows, texts
+        sent to the model and rows taken from the reuse store)."""
 
     def retry(self, consumer: str, d: Delivery, reason: str, delay_ms: int) -> Outcome:
         """Give the job back for a later attempt after ``delay_ms``."""

@@ -257,7 +257,8 @@ def test_pipeline_writes_the_output_format(pipe: EmbedPipeline, roots: DataRoots
     assert (meta["embedfleet.row_start"], meta["embedfleet.row_end"]) == ("0", "10")
     assert meta["embedfleet.worker_kind"] == "python" and meta["embedfleet.normalized"] == "true"
     assert meta["embedfleet.format_version"] == "1"
-    counts = {k.removeprefix("embedfleet."): int(v) for k, v in meta.items() if k.startswith("embedfleet.rows_")}
+    names = ("embedfleet.rows_", "embedfleet.model_calls")
+    counts = {k.removeprefix("embedfleet."): int(v) for k, v in meta.items() if k.startswith(names)}
     assert counts == {
         "rows_total": 10,
         "rows_embedded": 8,
@@ -266,6 +267,10 @@ def test_pipeline_writes_the_output_format(pipe: EmbedPipeline, roots: DataRoots
         "rows_invalid_utf8": 0,
         "rows_truncated": 0,
         "rows_deduplicated": 2,
+        "rows_reused": 0,
+        "rows_exact": 8,
+        "rows_int8": 0,
+        "model_calls": 6,
     }
     assert result.counts.as_dict() == counts and result.rows == 8 and not result.skipped
     assert pl.read_parquet(out).height == 8  # polars reads it as-is

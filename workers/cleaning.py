@@ -7,7 +7,11 @@
 - longer than the model's 256 tokens: truncated exactly as
   sentence-transformers does, counted ``rows_truncated`` (by the embedder);
 - identical texts within a job: embedded once, counted ``rows_deduplicated``
-  (by ``dedup``).
+  (by ``dedup``);
+- texts the fleet already embedded: taken from the reuse store, counted
+  ``rows_reused``; ``model_calls`` counts the texts sent to the model, and
+  ``rows_exact``/``rows_int8`` the rows by the precision class of their
+  vector (``docs/reuse.md``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ class Counts:
     rows_invalid_utf8: int = 0
     rows_truncated: int = 0
     rows_deduplicated: int = 0
+    rows_reused: int = 0
+    rows_exact: int = 0
+    rows_int8: int = 0
+    model_calls: int = 0
 
     def add(self, other: Counts) -> None:
         for name, value in asdict(other).items():

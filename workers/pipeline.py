@@ -16,6 +16,7 @@ from pathlib import Path
 from bus.constants import EMBEDDING_DIM, META_PREFIX
 from bus.errors import BadInput, ModelMismatch
 from bus.messages import Job
+from bus.reuse import ReuseStore
 from bus.transport import Delivery
 from workers.cleaning import Counts, clean
 from workers.dedup import DedupCache, embed_rows
@@ -25,6 +26,7 @@ from workers.paths import DataRoots, fingerprint
 from workers.readahead import ReadAhead
 from workers.reader import Chunk, InputPart, open_part, read_chunk
 from workers.result import JobResult
+from workers.reuse import FleetReuse
 from workers.writer import OutputWriter, Provenance, is_up_to_date, metadata
 
 DEFAULT_CHUNK_ROWS = 32_768
@@ -67,6 +69,7 @@ class EmbedPipeline:
         memory: MemoryBudget | None = None,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         dedup_bytes: int = 256 << 20,
+        reuse: ReuseStore | None = None,
     ) -> None:
         self.roots = roots
         self.embedder = embedder
@@ -74,6 +77,8 @@ class EmbedPipeline:
         self.memory = memory or MemoryBudget()
         self.chunk_rows = chunk_rows
         self.dedup_bytes = dedup_bytes
+        self.reuse = reuse
+        """The fleet's reuse store; ``None``: each job dedups within itself only."""
 
     # -- reading (background thread) ----------------------------------------
     def prepare(self, delivery: Delivery) -> PreparedJob:
@@ -122,12 +127,14 @@ class EmbedPipeline:
         part = head.part
         counts = Counts()
         cache = DedupCache(max_bytes=self._dedup_budget())
+        model = self.embedder
+        reuse = FleetReuse(self.reuse, model.model_id, model.precision, self.provenance.worker_id, checkpoint)
         id_type = part.id_type if job.id_column else None
         with OutputWriter(head.out, self.provenance.worker_id, id_type) as writer:
             for chunk in prepared.stream:
                 checkpoint()
                 assert isinstance(chunk, Chunk)
-                self._write_chunk(chunk, writer, cache, counts)
+                self._write_chunk(chunk, writer, cache, reuse, counts)
             checkpoint()
             writer.commit(metadata(job, (part.start, part.end), self.provenance, counts))
         return JobResult(counts.rows_embedded, False, counts, time.monotonic() - t0)
@@ -136,11 +143,18 @@ class EmbedPipeline:
         room = self.memory.headroom()
         return self.dedup_bytes if room is None else min(self.dedup_bytes, room // 4)
 
-    def _write_chunk(self, chunk: Chunk, writer: OutputWriter, cache: DedupCache, counts: Counts) -> None:
+    def _write_chunk(
+        self, chunk: Chunk, writer: OutputWriter, cache: DedupCache, reuse: FleetReuse, counts: Counts
+    ) -> None:
         cleaned = clean(chunk.values)
-        done = embed_rows(cleaned.texts, self.embedder, cache)
-        cleaned.counts.rows_truncated = done.rows_truncated
-        cleaned.counts.rows_deduplicated = done.rows_deduplicated
+        done = embed_rows(cleaned.texts, self.embedder, cache, reuse)
+        got = cleaned.counts
+        got.rows_truncated = done.rows_truncated
+        got.rows_deduplicated = done.rows_deduplicated
+        got.rows_reused = done.rows_reused
+        got.rows_int8 = done.rows_int8
+        got.rows_exact = len(cleaned.texts) - done.rows_int8
+        got.model_calls = done.model_calls
         counts.add(cleaned.counts)
         if not cleaned.texts:
             return

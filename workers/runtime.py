@@ -291,7 +291,10 @@ class Worker:
 
     def _complete(self, d: Delivery, result: JobResult) -> None:
         faults.reach("before_ack")
-        outcome = self._bus(lambda: self.t.complete(self.cfg.worker_id, d, result.rows, result.skipped), "completing")
+        work = (0, 0) if result.skipped else (result.counts.model_calls, result.counts.rows_reused)
+        outcome = self._bus(
+            lambda: self.t.complete(self.cfg.worker_id, d, result.rows, result.skipped, *work), "completing"
+        )
         if outcome is Outcome.LEASE_LOST:
             log.warning("%s: finished, but another worker owns it now: not counted", d.job.path)
             self._event("lease_lost", d)

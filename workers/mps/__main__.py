@@ -15,8 +15,10 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bus import constants as c
+from bus.reuse import ReuseStore
 from bus.settings import ENV_NAMESPACE, ENV_URL, RedisSettings
 from workers import KIND, __version__
 from workers.device import DEVICES, PRECISIONS
@@ -27,7 +29,12 @@ from workers.pipeline import DEFAULT_CHUNK_ROWS, EmbedPipeline
 from workers.runtime import Worker, WorkerConfig, default_worker_id
 from workers.writer import Provenance
 
+if TYPE_CHECKING:
+    from bus.redis_transport import RedisTransport
+
 ENV_DATA_ROOT = "EMBEDFLEET_DATA_ROOT"
+ENV_REUSE = "EMBEDFLEET_REUSE"
+ENV_REUSE_URL = "EMBEDFLEET_REUSE_URL"
 DISCOVERY_TIMEOUT_S = 5.0
 log = logging.getLogger("workers.mps")
 
@@ -57,6 +64,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-memory", default=None, help="memory ceiling, e.g. 4G: shrink batches or refuse a part")
     p.add_argument("--max-open-files", type=int, default=None, help="cap on open file descriptors")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    r = p.add_argument_group("reuse store (docs/reuse.md)")
+    r.add_argument(
+        "--no-reuse",
+        action="store_true",
+        default=env(ENV_REUSE, "1") == "0",
+        help=f"do not look up or store vectors fleet-wide; each job dedups within itself only ({ENV_REUSE}=0)",
+    )
+    r.add_argument(
+        "--reuse-url",
+        default=env(ENV_REUSE_URL),
+        help=f"Redis of the reuse store (env {ENV_REUSE_URL}; default: the bus's Redis)",
+    )
     g = p.add_argument_group("model")
     g.add_argument("--device", default="auto", choices=DEVICES, help="auto: mps, then cuda, then cpu")
     g.add_argument(
@@ -124,6 +143,21 @@ def embedder(a: argparse.Namespace, memory: MemoryBudget) -> Embedder:
         raise UsageError(str(e)) from None
 
 
+def reuse_store(a: argparse.Namespace, bus: RedisSettings, transport: RedisTransport) -> ReuseStore | None:
+    """The fleet's reuse store: a dedicated Redis, the bus's own, or none."""
+    from bus.redis_transport import connect
+    from bus.reuse_redis import RedisReuseStore
+
+    if a.no_reuse:
+        log.info("reuse store off (--no-reuse): each job dedups within itself only")
+        return None
+    if not a.reuse_url:
+        return RedisReuseStore(transport.r, namespace=bus.namespace)
+    settings = RedisSettings.from_url(a.reuse_url, namespace=bus.namespace)
+    log.info("reuse store: Redis %s", settings.redacted())
+    return RedisReuseStore(connect(settings), namespace=bus.namespace)
+
+
 def build(a: argparse.Namespace) -> Worker:
     from bus.redis_transport import RedisTransport
     from workers.backlog import redis_backlog
@@ -155,8 +189,8 @@ def build(a: argparse.Namespace) -> Worker:
         model.precision,
     )
     prov = Provenance(worker_id, KIND, model.device, model.precision, __version__)
-    pipeline = EmbedPipeline(roots, model, prov, memory, a.chunk_rows)
     transport = RedisTransport.from_settings(settings, lease_ms=a.lease_ms)
+    pipeline = EmbedPipeline(roots, model, prov, memory, a.chunk_rows, reuse=reuse_store(a, settings, transport))
     cfg = WorkerConfig(
         worker_id=worker_id,
         lanes=lanes,
