@@ -85,6 +85,11 @@ class RedisReuseStore:
         return int(self._put(keys=names, args=args))
 
     @_faults_are_unavailable
+    def set_ceiling(self, max_bytes: int) -> None:
+        """Set the store's byte ceiling for the whole fleet (0: none of ours)."""
+        self.r.set(self.keys.reuse_max, max_bytes)
+
+    @_faults_are_unavailable
     def used_bytes(self) -> int:
         """Bytes accounted to the store's entries."""
         return int(self.r.get(self.keys.reuse_bytes) or 0)

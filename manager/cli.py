@@ -115,6 +115,11 @@ def _register_serve(sub: Any) -> None:
         "{output_root}' ({output_root}, {run_dir}, {run_id} filled in)",
     )
     p.add_argument("--keep-serving", action="store_true", help="keep the dashboard up after the run ends")
+    p.add_argument(
+        "--reuse-max-bytes",
+        help="byte ceiling of the fleet's reuse store, e.g. 8G (0: none of ours, for a dedicated LRU Redis; "
+        "default: leave it as set, else 1G); see docs/reuse.md",
+    )
     p.set_defaults(func=cmd_serve)
 
 
@@ -159,6 +164,24 @@ class BackgroundAdvert:
             self._adv.close()
 
 
+def set_reuse_ceiling(settings: RedisSettings, size: str) -> str | None:
+    """Store the reuse store's ceiling in Redis; an error message or None."""
+    from bus.errors import BusUnavailable
+    from bus.reuse_redis import RedisReuseStore
+    from workers.limits import parse_size
+
+    try:
+        max_bytes = 0 if size.strip() == "0" else parse_size(size)
+    except ValueError as e:
+        return f"--reuse-max-bytes: {e}"
+    try:
+        RedisReuseStore(connect(settings, timeout_s=5.0), namespace=settings.namespace).set_ceiling(max_bytes)
+    except BusUnavailable as e:
+        return f"cannot set the reuse ceiling on Redis {settings.redacted()}: {e}"
+    log.info("reuse store ceiling: %s bytes", f"{max_bytes:,}" if max_bytes else "none of ours")
+    return None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from manager.coordinator import Coordinator
     from manager.routing import Routes
@@ -172,6 +195,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except InsecureBind as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.reuse_max_bytes is not None:
+        error = set_reuse_ceiling(settings, args.reuse_max_bytes)
+        if error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     model = args.model
     if model is None:
         from models.source import model_id

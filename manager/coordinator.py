@@ -128,6 +128,10 @@ def new_run_id() -> str:
 @dataclass
 class _Counters:
     rows: int = 0
+    model_calls: int = 0
+    """Texts the workers sent to the model (``counts.model_calls`` of job_done)."""
+    rows_reused: int = 0
+    """Rows whose vector came from the reuse store (docs/reuse.md)."""
     skipped_by_workers: int = 0
     enqueued_new: int = 0
     enqueued_existing: int = 0
@@ -367,6 +371,10 @@ class Coordinator:
         rows = raw_rows if isinstance(raw_rows, int) and not isinstance(raw_rows, bool) else 0
         if etype == "job_done":
             self.counters.rows += rows
+            raw_counts = ev.get("counts")
+            counts: dict[str, Any] = raw_counts if isinstance(raw_counts, dict) else {}
+            self.counters.model_calls += _count(counts.get("model_calls"))
+            self.counters.rows_reused += _count(counts.get("rows_reused"))
             kind, device = self.device_of(worker, str(ev.get("kind") or "?"))
             self.throughput.add(worker, device_class(kind, device), rows)
             if job:
@@ -443,6 +451,8 @@ class Coordinator:
             "eta_s": self.eta.eta_s(p.pending + p.lost) if stage == Stage.EMBEDDING else None,
             "jobs_per_s": round(self.eta.jobs_per_s(), 3),
             "rows": self.counters.rows,
+            "model_calls": self.counters.model_calls,
+            "rows_reused": self.counters.rows_reused,
             "rows_per_s": round(sum(rates["classes"].values()), 2),
             "throughput": rates,
             "controls": self._controls or {"paused": False, "drain": False},
@@ -483,6 +493,8 @@ class Coordinator:
             failed=self.counters.scan_errors + self._failures(),
             pending=p.pending + p.lost,
             rows=self.counters.rows,
+            model_calls=self.counters.model_calls,
+            rows_reused=self.counters.rows_reused,
             seconds=round(time.monotonic() - self._t0, 2),
             error=self.counters.error,
             cluster=self.counters.cluster,
@@ -541,3 +553,8 @@ def report_dict(report: Any) -> Any:
     if is_dataclass(report) and not isinstance(report, type):
         return asdict(report)
     return str(report)
+
+
+def _count(value: Any) -> int:
+    """A non-negative count from an event field, 0 for anything else."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

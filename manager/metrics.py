@@ -95,6 +95,8 @@ def _run(doc: _Doc, run: dict[str, Any]) -> None:
     doc.add("run_progress_ratio", "gauge", "Share of the run's jobs done or failed.", run.get("progress"))
     doc.add("run_eta_seconds", "gauge", "Estimated seconds left in the embedding stage.", run.get("eta_s"))
     doc.add("run_rows_total", "counter", "Rows embedded during the run.", run.get("rows"))
+    doc.add("run_model_calls_total", "counter", "Texts sent to the model during the run.", run.get("model_calls"))
+    doc.add("run_rows_reused_total", "counter", "Rows whose vector came from the reuse store.", run.get("rows_reused"))
     doc.add("run_rows_per_second", "gauge", "Rows per second over the last 30 s.", run.get("rows_per_s"))
     for klass, rate in sorted(((run.get("throughput") or {}).get("classes") or {}).items()):
         doc.add("class_rows_per_second", "gauge", "Rows per second by worker kind and device.", rate, {"class": klass})

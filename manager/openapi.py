@@ -47,6 +47,8 @@ SCHEMAS: dict[str, Any] = {
             "progress": {"type": "number", "minimum": 0, "maximum": 1},
             "eta_s": {"type": "number", "nullable": True},
             "rows": {"type": "integer"},
+            "model_calls": {"type": "integer"},
+            "rows_reused": {"type": "integer"},
             "rows_per_s": {"type": "number"},
             "jobs": {"type": "object", "additionalProperties": {"type": "integer"}},
             "throughput": {"type": "object", "properties": {"workers": _NUM_MAP, "classes": _NUM_MAP}},

@@ -34,6 +34,10 @@ class RunSummary:
     pending: int = 0
     """Jobs still queued when the run ended (interrupted, or cluster-now)."""
     rows: int = 0
+    model_calls: int = 0
+    """Texts sent to the model: each distinct text once in the fleet."""
+    rows_reused: int = 0
+    """Rows whose vector came from the reuse store."""
     seconds: float = 0.0
     error: str | None = None
     cluster: dict[str, Any] | None = None
@@ -57,7 +61,7 @@ class RunSummary:
             f"run {self.run_id}: {self.status.upper()} in {self.seconds:.1f} s (exit status {self.exit_code})",
             f"  jobs planned {self.planned}: done {self.done}, skipped {self.skipped}, "
             f"failed {len(self.failed)}, pending {self.pending}",
-            f"  rows embedded {self.rows}",
+            f"  rows embedded {self.rows}: model calls {self.model_calls}, reused {self.rows_reused}",
         ]
         if self.throughput:
             speeds = ", ".join(f"{k} {v:.0f} rows/s" for k, v in sorted(self.throughput.items()))

@@ -327,3 +327,26 @@ def test_every_published_event_gets_its_own_eid(settings: RedisSettings, redis_c
     eids = [json.loads(f[b"event"])["eid"] for _, f in redis_client.xrange(f"{settings.namespace}:events")]
     assert len(set(eids)) == 4 and eids[-1] == "mine-1"
     assert all(len(e.split("-")[0]) == 12 for e in eids[:3])
+
+
+def test_model_calls_and_reused_rows_reach_the_status_the_summary_and_metrics(
+    settings: RedisSettings, tmp_path: Path
+) -> None:
+    from manager.metrics import render
+
+    co = coordinator(settings, tmp_path)
+    jobs = make_jobs(3)
+    for i, (job, calls, reused) in enumerate(zip(jobs, (40, 0, 7), (0, 25, 3), strict=True)):
+        event = {"v": 1, "type": "job_done", "worker": "w", "kind": "rust", "ts_ms": 1, "job": job.id,
+                 "path": job.path, "rows": 50, "eid": f"0123456789ab-{i}",
+                 "counts": {"model_calls": calls, "rows_reused": reused, "rows_embedded": 50}}  # fmt: skip
+        co.on_event(f"1-{i}", json.dumps(event).encode())
+    co.on_event("2-0", json.dumps({"v": 1, "type": "job_done", "worker": "w", "eid": "x-1",
+                                   "counts": {"model_calls": "lots", "rows_reused": -5}}).encode())  # fmt: skip
+    status = co._build_status()
+    assert (status["model_calls"], status["rows_reused"]) == (47, 28)
+    text = render({"run": status}, [])
+    assert "embedfleet_run_model_calls_total 47" in text and "embedfleet_run_rows_reused_total 28" in text
+    summary = co._finish()
+    assert (summary.model_calls, summary.rows_reused) == (47, 28)
+    assert "rows embedded 150: model calls 47, reused 28" in summary.render()

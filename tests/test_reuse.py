@@ -253,10 +253,11 @@ def test_a_second_file_of_known_texts_costs_no_model_call_and_equals_a_run_witho
     first = run(pipe, a)
     assert first["model_calls"] == 39 and first["rows_reused"] == 0
     second = run(pipe, b)
-    assert second["model_calls"] == 0 and second["rows_reused"] == second["rows_embedded"] == 202
+    assert second["model_calls"] == 0 and second["rows_reused"] == 39
+    assert second["rows_deduplicated"] == first["rows_deduplicated"] == 202 - 39
     assert second["rows_exact"] == 202 and second["rows_int8"] == 0
     meta = read_metadata(roots.output_root / b.out)
-    assert meta["embedfleet.rows_reused"] == "202" and meta["embedfleet.model_calls"] == "0"
+    assert meta["embedfleet.rows_reused"] == "39" and meta["embedfleet.model_calls"] == "0"
     assert len(model.texts) == 39
 
     plain_roots = DataRoots.create(tmp_path / "in", tmp_path / "plain")

@@ -25,9 +25,11 @@ ENTRY_OVERHEAD = EMBEDDING_DIM * 4 + 200
 
 @dataclass
 class Deduplicated:
-    """Embeddings of every row of a chunk, in row order, and the counts:
-    ``rows_deduplicated`` repeat a text this job computed, ``rows_reused``
-    came from the store, ``model_calls`` texts went to the model."""
+    """Embeddings of every row of a chunk, in row order, and the counts, which
+    split the rows in three: ``model_calls`` (a text's first row in the job,
+    sent to the model), ``rows_reused`` (a text's first row in the job,
+    answered by the reuse store) and ``rows_deduplicated`` (a later row of a
+    text the job already had). ``rows_int8`` rows have an int8 vector."""
 
     embeddings: np.ndarray
     rows_truncated: int
@@ -39,11 +41,10 @@ class Deduplicated:
 
 @dataclass(frozen=True)
 class Cached:
-    """A vector the job already has, and where it came from."""
+    """A vector the job already has, and its precision class."""
 
     vector: np.ndarray
     truncated: bool
-    reused: bool = False
     int8: bool = False
 
 
@@ -77,6 +78,8 @@ def embed_rows(
     vectors = np.empty((n, EMBEDDING_DIM), dtype=np.float32)
     truncated = np.zeros(n, dtype=bool)
     reused = np.zeros(n, dtype=bool)
+    """Answered by the store in this chunk (a job's later rows of a text count
+    as deduplicated, wherever its vector came from)."""
     int8 = np.zeros(n, dtype=bool)
     todo = []
     for j, text in enumerate(distinct):
@@ -84,7 +87,7 @@ def embed_rows(
         if hit is None:
             todo.append(j)
         else:
-            vectors[j], truncated[j], reused[j], int8[j] = hit.vector, hit.truncated, hit.reused, hit.int8
+            vectors[j], truncated[j], int8[j] = hit.vector, hit.truncated, hit.int8
     model_calls = 0
     if todo:
         got = reuse.embed([distinct[j] for j in todo], embedder)
@@ -94,8 +97,8 @@ def embed_rows(
         int8[todo] = got.int8
         model_calls = got.model_calls
         for j in todo:
-            cache.put(distinct[j], Cached(vectors[j].copy(), bool(truncated[j]), bool(reused[j]), bool(int8[j])))
-    rows_reused = int(reused[inverse].sum())
+            cache.put(distinct[j], Cached(vectors[j].copy(), bool(truncated[j]), bool(int8[j])))
+    rows_reused = int(reused[todo].sum())
     return Deduplicated(
         vectors[inverse],
         int(truncated[inverse].sum()),

@@ -57,6 +57,8 @@ function renderRun(run) {
   $("eta").textContent = run && run.final ? "finished" : fmtDuration(run ? run.eta_s : null);
   $("rows").textContent = fmtInt(run ? run.rows : 0);
   $("rows-per-s").textContent = fmtRate(run ? run.rows_per_s : 0);
+  $("model-calls").textContent = fmtInt(run ? run.model_calls : 0);
+  $("rows-reused").textContent = fmtInt(run ? run.rows_reused : 0);
   $("n-done").textContent = fmtInt(jobs.done);
   $("n-skipped").textContent = fmtInt(jobs.skipped);
   $("n-pending").textContent = fmtInt((jobs.pending || 0) + (jobs.lost || 0));
