@@ -64,8 +64,11 @@ def list_tree(root: Path) -> tuple[set[str], set[str]]:
     return visible, hidden
 
 
-def metadata(table: pa.Table) -> dict[str, str]:
-    raw = table.schema.metadata or {}
+def metadata(path: Path) -> dict[str, str]:
+    """The ``embedfleet.*`` key-value metadata of a Parquet file's footer
+    (where the workers write it; not the Arrow schema's, which pyarrow fills
+    only for files written with schema metadata)."""
+    raw = pq.read_metadata(path).metadata or {}
     out = {}
     for k, v in raw.items():
         key = k.decode("utf-8", "replace")
@@ -74,22 +77,41 @@ def metadata(table: pa.Table) -> dict[str, str]:
     return out
 
 
-def compare_tables(got: pa.Table, ref: pa.Table, tol: float) -> str | None:
-    """``None`` when equal; otherwise what differs."""
+REUSED_MIN_COSINE = 0.99999
+"""A vector taken from the reuse store was stored as binary16 (docs/reuse.md):
+equal to the computed one within this cosine, not bit for bit."""
+
+
+def compare_embeddings(got: pa.Table, ref: pa.Table, tol: float, reused: bool) -> str | None:
+    a = np.asarray(got.column("embedding").combine_chunks().flatten(), dtype=np.float32)
+    b = np.asarray(ref.column("embedding").combine_chunks().flatten(), dtype=np.float32)
+    if a.shape != b.shape:
+        return f"embeddings of shapes {a.shape} and {b.shape}"
+    diff = float(np.max(np.abs(a - b))) if a.size else 0.0
+    if diff <= tol:
+        return None
+    if not reused:
+        return f"embeddings differ by {diff:.2e} (tolerance {tol:.0e})"
+    cos = float(np.min(np.sum(a.reshape(-1, 384) * b.reshape(-1, 384), axis=1)))
+    return None if cos >= REUSED_MIN_COSINE else f"reused embeddings at cosine {cos:.6f} (< {REUSED_MIN_COSINE})"
+
+
+def compare_outputs(got_path: Path, ref_path: Path, tol: float) -> str | None:
+    """``None`` when the two output files are equal; otherwise what differs."""
+    got, ref = pq.read_table(got_path), pq.read_table(ref_path)
     if got.column_names != ref.column_names:
         return f"columns {got.column_names} != {ref.column_names}"
     if got.num_rows != ref.num_rows:
         return f"{got.num_rows} rows != {ref.num_rows}"
+    gm, rm = metadata(got_path), metadata(ref_path)
+    reused = gm.get("rows_reused", "0") != "0" or rm.get("rows_reused", "0") != "0"
     for name in got.column_names:
         if name == "embedding":
-            a = np.asarray(got.column(name).combine_chunks().flatten(), dtype=np.float32)
-            b = np.asarray(ref.column(name).combine_chunks().flatten(), dtype=np.float32)
-            diff = float(np.max(np.abs(a - b))) if a.size else 0.0
-            if a.shape != b.shape or diff > tol:
-                return f"embeddings differ by {diff:.2e} (tolerance {tol:.0e})"
+            problem = compare_embeddings(got, ref, tol, reused)
+            if problem:
+                return problem
         elif not got.column(name).equals(ref.column(name)):
             return f"column {name!r} differs"
-    gm, rm = metadata(got), metadata(ref)
     for key in STABLE_META:
         if gm.get(key) != rm.get(key):
             return f"metadata {key}: {gm.get(key)!r} != {rm.get(key)!r}"
@@ -107,11 +129,10 @@ def check_outputs(out_root: Path, expected: Iterable[str], reference_root: Path,
     report.odd_hidden = sorted(h for h in hidden if not h.endswith(".tmp"))
     for rel in sorted(want & visible):
         try:
-            got = pq.read_table(out_root / rel)
+            problem = compare_outputs(out_root / rel, reference_root / rel, tol)
         except (OSError, pa.ArrowException) as e:
             report.unreadable.append(f"{rel}: {e}")
             continue
-        problem = compare_tables(got, pq.read_table(reference_root / rel), tol)
         if problem is not None:
             report.mismatched.append(f"{rel}: {problem}")
     return report
