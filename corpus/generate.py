@@ -51,7 +51,8 @@ class CorpusSpec:
     row_group_size: int | None = None
 
 
-def _sentence(rng: random.Random, words: list[str]) -> str:
+def topic_sentence(rng: random.Random, words: list[str]) -> str:
+    """One sentence built from a topic's words (sometimes with a unicode or emoji tail)."""
     picked = rng.sample(words, k=min(len(words), rng.randint(3, 6)))
     filler = rng.choice(FILLERS)
     text = f"{rng.choice(OPENERS)} the {picked[0]} is {filler} about {', '.join(picked[1:])}."
@@ -68,10 +69,10 @@ def _message(rng: random.Random, words: list[str], spec: CorpusSpec) -> str | No
         return rng.choice(["", " ", "\n\t "])
     if r < spec.null_share + spec.empty_share + spec.long_share:
         # A long post: far beyond 256 tokens, so truncation is exercised.
-        return " ".join(_sentence(rng, words) for _ in range(rng.randint(40, 70)))
+        return " ".join(topic_sentence(rng, words) for _ in range(rng.randint(40, 70)))
     if rng.random() < 0.35:
         return rng.choice(SHORT_REPLIES)
-    return " ".join(_sentence(rng, words) for _ in range(rng.randint(1, 3)))
+    return " ".join(topic_sentence(rng, words) for _ in range(rng.randint(1, 3)))
 
 
 def _chains(rng: random.Random, words: list[str], spec: CorpusSpec, n_rows: int, prefix: str) -> pa.Table:
@@ -102,8 +103,14 @@ def _chains(rng: random.Random, words: list[str], spec: CorpusSpec, n_rows: int,
 
 
 def subreddit_names(n: int) -> list[str]:
+    """The first ``n`` subreddit names: the topics in order, then numbered repeats (``cooking1``)."""
     topics = list(TOPICS)
     return [topics[i % len(topics)] + ("" if i < len(topics) else str(i // len(topics))) for i in range(n)]
+
+
+def topic_of(subreddit: str) -> str:
+    """The topic a subreddit name stands for (``cooking1`` -> ``cooking``)."""
+    return subreddit.rstrip("0123456789")
 
 
 def generate_corpus(
@@ -122,7 +129,7 @@ def generate_corpus(
     for s in range(spec.suffixes):
         suffix = f"2024-{s + 1:02d}"
         for sub in subreddit_names(spec.subreddits):
-            words = TOPICS[sub.rstrip("0123456789")]
+            words = TOPICS[topic_of(sub)]
             rng = random.Random(f"{spec.seed}/{suffix}/{sub}")
             folder = root / INPUT_DIR / suffix / sub
             folder.mkdir(parents=True, exist_ok=True)
