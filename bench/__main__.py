@@ -26,6 +26,7 @@ ORDER = [
     "rust_worker",
     "bus",
     "fleet",
+    "reuse",
     "latency",
     "manager",
     "cluster",

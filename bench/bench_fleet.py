@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,15 +109,20 @@ def rust_available() -> bool:
     return BINARY.is_file() and (ONNX_DIR / "embedfleet_model.json").is_file()
 
 
-def worker_commands(url: str, data: Path) -> list[tuple[str, list[str], dict[str, str]]]:
-    """(kind, argv, env) of the fleet: one Python worker, one Rust worker where built."""
+def worker_commands(
+    url: str, data: Path, extra: Sequence[str] = (), rust_precision: str = "fp32"
+) -> list[tuple[str, list[str], dict[str, str]]]:
+    """(kind, argv, env) of the fleet: one Python worker, one Rust worker where
+    built; ``extra`` flags go to both."""
     common = ["--redis-url", url, "--namespace", NAMESPACE, "--data-root", str(data),
-              "--threads", str(WORKER_THREADS), "--precision", "fp32", "--log-level", "WARNING"]  # fmt: skip
+              "--threads", str(WORKER_THREADS), "--log-level", "WARNING", *extra]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    cmds = [("python", [sys.executable, "-m", "workers.mps", *common, "--device", "cpu"], env)]
+    python = [sys.executable, "-m", "workers.mps", *common, "--precision", "fp32", "--device", "cpu"]
+    cmds = [("python", python, env)]
     if rust_available():
         rust_env = {**env, "ORT_DYLIB_PATH": str(ort_library())}
-        cmds.append(("rust", [str(BINARY), *common, "--model-dir", str(ONNX_DIR)], rust_env))
+        rust = [str(BINARY), *common, "--precision", rust_precision, "--model-dir", str(ONNX_DIR)]
+        cmds.append(("rust", rust, rust_env))
     return cmds
 
 
@@ -170,10 +175,12 @@ class Fleet:
 
 
 @contextmanager
-def running_fleet(url: str, redis_pid: int, data: Path) -> Iterator[Fleet]:
+def running_fleet(
+    url: str, redis_pid: int, data: Path, extra: Sequence[str] = (), rust_precision: str = "fp32"
+) -> Iterator[Fleet]:
     fleet = Fleet(url, redis_pid)
     try:
-        for kind, cmd, env in worker_commands(url, data):
+        for kind, cmd, env in worker_commands(url, data, extra, rust_precision):
             fleet.procs.append((kind, subprocess.Popen(cmd, cwd=ROOT, env=env)))
         yield fleet
     finally:
