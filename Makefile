@@ -14,7 +14,7 @@ ARGS            ?=
 export PYTHONUNBUFFERED := 1
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup setup-python setup-rust run test test-python test-rust manager cluster worker-rust \
+.PHONY: setup setup-python setup-rust run test test-all test-rest test-python test-rust manager cluster worker-rust \
         export-onnx bench bench-smoke sample-data lint fault dist-worker clean
 
 setup:
@@ -31,11 +31,22 @@ setup-rust:
 run: setup
 	$(PY) -m manager run --data $(DATA) --worker-bin $(WORKER_BIN) --onnx-dir $(ONNX_DIR) $(ARGS)
 
-## Python and Rust tests against a real redis-server.
+## The fast path: unit and integration tests of Python and Rust against a
+## real redis-server; no image builds, cross builds, real-model runs or fault
+## harness (those are `make test-rest`; `make test-all` runs both).
+FAST := not fault and not slow and not docker
+
 test: setup test-python test-rust
 
 test-python:
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -m "$(FAST)" $(ARGS)
+
+## Everything `make test` leaves out: the fault harness, real-model and
+## release-build runs, the Docker Compose stack.
+test-rest: setup
+	$(PY) -m pytest -q -m "not ($(FAST))" $(ARGS)
+
+test-all: test test-rest
 
 test-rust:
 	cargo test --release --manifest-path rust/Cargo.toml --workspace -q
