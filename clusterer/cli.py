@@ -46,10 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--umap-neighbors", type=int, default=d.umap_neighbors, help="UMAP n_neighbors (default %(default)s)"
     )
     m.add_argument(
-        "--sample-size", type=int, default=d.sample_size, help="points HDBSCAN is fitted on (default %(default)s)"
+        "--sample-size",
+        type=int,
+        default=d.sample_size,
+        help="distinct texts HDBSCAN is fitted on (default %(default)s)",
     )
     m.add_argument(
-        "--min-cluster-size", type=int, help="smallest cluster, in texts (default 0.5%% of the run, at least 20)"
+        "--min-cluster-size",
+        type=int,
+        help="smallest cluster, in distinct texts (default 0.5%% of the run's distinct texts, at least 20)",
     )
     m.add_argument(
         "--min-samples", type=int, help="HDBSCAN min_samples on the sample (default min(10, min cluster size))"

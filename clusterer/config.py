@@ -12,6 +12,9 @@ The defaults were chosen by measurement on this project's benchmark
   a low-dimensional space (it degrades fast past ~10 dimensions), and UMAP's
   cost grows with the points it is fitted on, not the points it is applied
   to afterwards.
+- Points are distinct texts, not rows (``clusterer.distinct``): chains repeat
+  every message in every chain below it, and a text repeated a thousand
+  times would otherwise be a dense cluster by itself.
 - HDBSCAN on a sample of 40,000 points: the cluster tree of a uniform sample
   has the same large clusters as the full tree, and fitting costs
   O(n log n) in the sample alone. Every other point gets the label of its
@@ -57,7 +60,7 @@ class ClusterConfig:
     umap_neighbors: int = 15
     sample_size: int = 40_000
     min_cluster_size: int | None = None
-    """Smallest cluster, in texts of the whole run; ``None``: scaled to the run."""
+    """Smallest cluster, in distinct texts of the whole run; ``None``: scaled to the run."""
     min_samples: int | None = None
     """HDBSCAN's density smoothing, in sample points; ``None``: min(10, the sample's smallest cluster)."""
     selection: str = "eom"

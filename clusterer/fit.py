@@ -1,7 +1,8 @@
 """Cluster the sample: reduce it to HDBSCAN's space and run HDBSCAN there.
 
-Sizes given on the command line are in texts of the whole run; HDBSCAN sees
-only the sample, so ``min_cluster_size`` is scaled by the sampling rate.
+Points are distinct texts (``clusterer.distinct``). Sizes given on the
+command line are in distinct texts of the whole run; HDBSCAN sees only the
+sample, so ``min_cluster_size`` is scaled by the sampling rate.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from clusterer.config import ClusterConfig
 from clusterer.reduce import umap_sample
 
 AUTO_CLUSTER_SHARE = 0.005
-"""Default smallest cluster: 0.5% of the run (at least 20 texts), so that a
-report lists at most ~200 clusters, each big enough to read as a topic."""
+"""Default smallest cluster: 0.5% of the run's distinct texts (at least 20),
+so that a report lists at most ~200 clusters, each big enough to read as a
+topic."""
 
 MIN_SAMPLE_CLUSTER = 5
 """A cluster in the sample needs at least this many points to be found."""
@@ -34,7 +36,7 @@ class SampleClusters:
 
 
 def run_min_cluster_size(cfg: ClusterConfig, n_points: int) -> int:
-    """Smallest cluster in texts of the whole run (asked for, or automatic)."""
+    """Smallest cluster in distinct texts of the whole run (asked for, or automatic)."""
     if cfg.min_cluster_size is not None:
         return cfg.min_cluster_size
     return max(20, round(AUTO_CLUSTER_SHARE * n_points))

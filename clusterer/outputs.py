@@ -29,8 +29,10 @@ def _publish(tmp: Path, path: Path) -> None:
 
 
 def write_clusters(path: Path, keys: pl.DataFrame, labels: np.ndarray, probs: np.ndarray, outlier: np.ndarray) -> None:
-    """``clusters.parquet``: the row key, ``cluster`` (-1 unclustered), ``probability``
-    and ``outlier`` (HDBSCAN placed the point in no dense region)."""
+    """``clusters.parquet``: one row per embedded row: the row key (with
+    ``text_key`` and ``multiplicity`` when given), ``cluster`` (-1
+    unclustered), ``probability`` and ``outlier`` (HDBSCAN placed the point in
+    no dense region). Rows of one text share all three."""
     table = keys.with_columns(
         pl.col("input_path").cast(pl.String),
         cluster=pl.Series(labels, dtype=pl.Int32),

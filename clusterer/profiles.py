@@ -1,10 +1,14 @@
-"""What the report says about each cluster: size, keywords, representatives.
+"""What the report says about each cluster: rows and distinct texts,
+keywords, representatives.
 
-Centroids are exact means of the original (normalised) embeddings, built in
-one streaming pass; a second pass scores every member by its cosine to its
-centroid. Keywords come from a bounded random sample of each cluster's texts
-(``KEYWORD_DOCS``), so the report costs the same at a million texts as at a
-hundred thousand.
+Everything here is computed over distinct texts (each counted once, however
+many rows repeat it), so a reply posted a thousand times neither drags a
+centroid nor crowds the keywords; multiplicities only count rows. Centroids
+are exact means of the original (normalised) embeddings of the distinct
+texts, built in one streaming pass; a second pass scores every text by its
+cosine to its centroid. Keywords come from a bounded random sample of each
+cluster's distinct texts (``KEYWORD_DOCS``), so the report costs the same at
+a million texts as at a hundred thousand.
 """
 
 from __future__ import annotations
@@ -21,26 +25,32 @@ from clusterer.progress import Progress
 from clusterer.reader import stream
 
 KEYWORD_DOCS = 1_000
-"""Texts per cluster fed to c-TF-IDF (a random sample of larger clusters)."""
+"""Distinct texts per cluster fed to c-TF-IDF (a random sample of larger clusters)."""
 
 CANDIDATES_PER_REPRESENTATIVE = 4
 """Nearest-to-centroid candidates fetched per representative wanted, so that
-duplicate texts (chains repeat their ancestors) can be skipped."""
+near-duplicates (the same words in another case or spacing) can be skipped."""
 
 
 @dataclass
 class ClusterProfile:
     cluster: int
-    size: int
+    rows: int
+    texts: int
     mean_probability: float
+    """Mean HDBSCAN membership strength over the cluster's distinct texts."""
     keywords: list[tuple[str, float]]
     representatives: list[dict[str, object]]
 
 
-def centroid_similarity(parts: list[EmbeddingPart], labels: np.ndarray, progress: Progress) -> np.ndarray:
+def centroid_similarity(
+    parts: list[EmbeddingPart], labels: np.ndarray, rows: np.ndarray, progress: Progress
+) -> np.ndarray:
     """Cosine of every point to its cluster's centroid (NaN where the label is -1).
 
-    Callers pass -1 for outliers too, so centroids are those of the core members."""
+    Point ``i`` is the embedding at sorted global row ``rows[i]`` (one per
+    distinct text). Callers pass -1 for outliers too, so centroids are those
+    of the core members."""
     k = int(labels.max()) + 1 if len(labels) else 0
     dim = parts[0].dim if parts else 0
     sums = np.zeros((max(k, 1), dim), dtype=np.float64)
@@ -51,7 +61,7 @@ def centroid_similarity(parts: list[EmbeddingPart], labels: np.ndarray, progress
         onehot = sp.csr_matrix((np.ones(len(keep)), (lab[keep], keep)), shape=(len(sums), len(arr)))
         sums[:] += onehot @ arr.astype(np.float64)
 
-    stream(parts, add, progress, "centroids")
+    stream(parts, add, progress, "centroids", select=rows)
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
     centres = (sums / np.where(norms == 0, 1.0, norms)).astype(np.float32)
     sims = np.full(len(labels), np.nan, dtype=np.float32)
@@ -61,7 +71,7 @@ def centroid_similarity(parts: list[EmbeddingPart], labels: np.ndarray, progress
         keep = lab >= 0
         sims[offset : offset + len(arr)][keep] = (arr[keep] * centres[lab[keep]]).sum(1)
 
-    stream(parts, score, progress, "similarity to centroids")
+    stream(parts, score, progress, "similarity to centroids", select=rows)
     return sims
 
 
@@ -88,6 +98,7 @@ def keyword_sample(labels: np.ndarray, per_cluster: int, seed: int) -> np.ndarra
 def build_profiles(
     labels: np.ndarray,
     probs: np.ndarray,
+    multiplicity: np.ndarray,
     sims: np.ndarray,
     texts: pl.DataFrame,
     top_words: int,
@@ -95,26 +106,33 @@ def build_profiles(
 ) -> tuple[list[ClusterProfile], list[tuple[str, float]]]:
     """Profiles of every cluster (largest first) and the keywords of the noise.
 
-    ``texts`` has ``index`` (point position), ``input_path``, ``row``, ``id``
-    (optional) and ``text`` for the keyword sample and the candidates."""
+    ``labels``, ``probs``, ``multiplicity`` and ``sims`` are per distinct
+    text; ``texts`` has ``index`` (distinct text), ``input_path``, ``row``,
+    ``id`` (optional) and ``text`` for the keyword sample and the candidates."""
+    at = texts["index"].to_numpy()
     texts = texts.with_columns(
-        cluster=pl.Series(labels[texts["index"].to_numpy()]),
-        similarity=pl.Series(sims[texts["index"].to_numpy()]),
+        cluster=pl.Series(labels[at]),
+        similarity=pl.Series(sims[at]),
+        rows=pl.Series(multiplicity[at], dtype=pl.Int64),
     )
     docs: dict[int, list[str]] = {}
     for (c,), g in texts.filter(pl.col("text").is_not_null()).partition_by("cluster", as_dict=True).items():
         docs[int(c)] = g["text"].unique(maintain_order=True).to_list()
     keywords = class_tfidf(docs, top_words)
-    sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.zeros(0, dtype=np.int64)
-    prob_sums = np.bincount(labels[labels >= 0], weights=probs[labels >= 0], minlength=len(sizes))
+    member = labels >= 0
+    k = int(labels[member].max()) + 1 if member.any() else 0
+    text_counts = np.bincount(labels[member], minlength=k)
+    row_counts = np.bincount(labels[member], weights=multiplicity[member], minlength=k)
+    prob_sums = np.bincount(labels[member], weights=probs[member], minlength=k)
     profiles = []
-    for c in range(len(sizes)):
+    for c in range(k):
         members = texts.filter((pl.col("cluster") == c) & pl.col("similarity").is_not_nan())
         profiles.append(
             ClusterProfile(
                 cluster=c,
-                size=int(sizes[c]),
-                mean_probability=round(float(prob_sums[c] / max(sizes[c], 1)), 4),
+                rows=int(row_counts[c]),
+                texts=int(text_counts[c]),
+                mean_probability=round(float(prob_sums[c] / max(text_counts[c], 1)), 4),
                 keywords=keywords.get(c, []),
                 representatives=_distinct(members.sort("similarity", descending=True), representatives),
             )
@@ -123,17 +141,19 @@ def build_profiles(
 
 
 def _distinct(members: pl.DataFrame, n: int) -> list[dict[str, object]]:
+    """The first ``n`` members whose texts differ beyond case and spacing."""
     seen: set[str] = set()
     out: list[dict[str, object]] = []
     for rec in members.iter_rows(named=True):
         text = rec["text"]
-        key = (text or "").strip().lower()
+        key = " ".join((text or "").split()).lower()
         if text is not None and key in seen:
             continue
         seen.add(key)
         item = {"input_path": rec["input_path"], "row": rec["row"], "text": text}
         if "id" in rec:
             item["id"] = rec["id"]
+        item["rows"] = int(rec["rows"])
         item["similarity"] = round(float(rec["similarity"]), 4)
         out.append(item)
         if len(out) == n:

@@ -3,7 +3,8 @@
 Embeddings are read one record batch at a time (pyarrow, zero-copy into
 numpy) and handed to a callback, so a pass over millions of rows holds one
 batch of 384-dimensional vectors at a time; callers keep only what they
-reduce it to. Row keys go through polars' lazy scan.
+reduce it to, or only the rows they select (one per distinct text). Row keys
+go through polars' lazy scan.
 """
 
 from __future__ import annotations
@@ -36,14 +37,26 @@ def iter_embeddings(parts: list[EmbeddingPart], batch_rows: int = BATCH_ROWS) ->
 
 
 def stream(
-    parts: list[EmbeddingPart], consume: Callable[[int, np.ndarray], None], progress: Progress, what: str
+    parts: list[EmbeddingPart],
+    consume: Callable[[int, np.ndarray], None],
+    progress: Progress,
+    what: str,
+    select: np.ndarray | None = None,
 ) -> None:
-    """Feed every batch to ``consume``, reporting progress."""
+    """Feed every batch to ``consume``, reporting progress.
+
+    With ``select`` (sorted global row positions), only those rows are fed,
+    and ``consume`` gets their offset within ``select``."""
     total = sum(p.rows for p in parts)
     done = 0
     for offset, arr in iter_embeddings(parts):
-        consume(offset, arr)
         done = offset + len(arr)
+        if select is None:
+            consume(offset, arr)
+        else:
+            lo, hi = np.searchsorted(select, [offset, done])
+            if hi > lo:
+                consume(int(lo), arr[select[lo:hi] - offset])
         progress.count(what, done, total)
     progress.count(what, done, total, force=True)
 
@@ -53,11 +66,10 @@ def gather(parts: list[EmbeddingPart], index: np.ndarray, progress: Progress, wh
     dim = parts[0].dim if parts else 0
     out = np.empty((len(index), dim), dtype=np.float32)
 
-    def take(offset: int, arr: np.ndarray) -> None:
-        lo, hi = np.searchsorted(index, [offset, offset + len(arr)])
-        out[lo:hi] = arr[index[lo:hi] - offset]
+    def take(lo: int, arr: np.ndarray) -> None:
+        out[lo : lo + len(arr)] = arr
 
-    stream(parts, take, progress, what)
+    stream(parts, take, progress, what, select=index)
     return out
 
 

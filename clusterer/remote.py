@@ -65,7 +65,7 @@ def run_job(config: dict[str, Any]) -> dict[str, Any]:
 
     cfg = rebase(ClusterConfig.from_dict(config))
     summary = run(cfg, Progress(sink=sink))
-    keep = ("points", "clusters", "noise", "noise_share", "complete", "seconds")
+    keep = ("points", "texts", "clusters", "noise", "noise_share", "complete", "seconds")
     return {**{k: summary[k] for k in keep}, "out": str(cfg.out)}
 
 

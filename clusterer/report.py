@@ -34,23 +34,45 @@ def _words(keywords: list[Any], n: int = 10) -> list[str]:
     return [str(k[0]) for k in keywords[:n]]
 
 
+def _share(part: int, whole: int) -> str:
+    return f"{100 * part / max(whole, 1):.1f}%"
+
+
+def _identity_lines(s: dict[str, Any]) -> list[str]:
+    ident = s["identity"]
+    if not ident["rows_by_vector"]:
+        return []
+    return [
+        f"**Texts unavailable**: the texts of {len(ident['unreadable_inputs']):,} output(s) "
+        f"({ident['rows_by_vector']:,} rows) could not be read from the inputs; those rows were grouped by "
+        f"identical embedding vectors instead ({ident['texts_by_vector']:,} distinct vectors, no `text_key`)."
+    ]
+
+
 def _header_lines(s: dict[str, Any]) -> list[str]:
     p = s["parameters"]
+    rows, texts = s["points"], s["texts"]
     lines = [
-        f"{s['points']:,} texts from {s['outputs']:,} output files, model `{s['model']}`.",
-        f"{s['clusters']:,} clusters; {s['noise']:,} texts ({100 * s['noise_share']:.1f}%) unclustered.",
+        f"{rows:,} rows holding {texts:,} distinct texts ({_share(rows - texts, rows)} of rows repeat a text) "
+        f"from {s['outputs']:,} output files, model `{s['model']}`.",
+        "Clusters are fitted on distinct texts (each counted once, however often it repeats); every row takes "
+        "the label of its text (`text_key` and `multiplicity` in clusters.parquet).",
+        *_identity_lines(s),
+        f"{s['clusters']:,} clusters; {s['noise']:,} rows ({100 * s['noise_share']:.1f}%), "
+        f"{s['noise_texts']:,} distinct texts, unclustered.",
         *(
             [
-                f"{s['outliers']:,} texts ({100 * s['outliers_share']:.1f}%) lie in no dense region and joined "
-                "their nearest cluster (`outlier` in clusters.parquet; `--outliers keep` leaves them unclustered)."
+                f"{s['outliers']:,} rows ({100 * s['outliers_share']:.1f}%; {s['outliers_texts']:,} distinct texts) "
+                "lie in no dense region and joined their nearest cluster (`outlier` in clusters.parquet; "
+                "`--outliers keep` leaves them unclustered)."
             ]
             if s["parameters"]["outliers"] == "assign" and s["outliers"]
             else []
         ),
         f"Reduction: {p['reducer']} (PCA {p['pca_dims']} dims keeping {100 * p['pca_kept_variance']:.0f}% of the "
-        f"variance; HDBSCAN in {p['dims']} dims) on {p['backend']}; HDBSCAN fitted on {p['sample']:,} points "
-        f"(min cluster size {p['min_cluster_size']:,} texts, {p['sample_min_cluster_size']} in the sample; "
-        f"min samples {p['min_samples']}), every other point assigned by its {p['assign_neighbors']} nearest "
+        f"variance; HDBSCAN in {p['dims']} dims) on {p['backend']}; HDBSCAN fitted on {p['sample']:,} distinct "
+        f"texts (min cluster size {p['min_cluster_size']:,} texts, {p['sample_min_cluster_size']} in the sample; "
+        f"min samples {p['min_samples']}), every other text assigned by its {p['assign_neighbors']} nearest "
         "sample neighbours.",
     ]
     if not s["complete"]:
@@ -58,27 +80,37 @@ def _header_lines(s: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _times(rows: object) -> str:
+    return f" · {rows:,} rows" if isinstance(rows, int) and rows > 1 else ""
+
+
 def render_markdown(s: dict[str, Any]) -> str:
     out = ["# Clusters", "", *(f"{line}  " for line in _header_lines(s)), ""]
     if s.get("map"):
         out += [f"![2-D map of the clusters]({s['map']})", ""]
-    out += ["| cluster | texts | share | top keywords |", "|---:|---:|---:|---|"]
+    out += ["| cluster | rows | share | distinct texts | top keywords |", "|---:|---:|---:|---:|---|"]
     for c in s["cluster_list"]:
         words = ", ".join(_md(w) for w in _words(c["keywords"]))
-        out.append(f"| [{c['id']}](#cluster-{c['id']}) | {c['size']:,} | {100 * c['share']:.2f}% | {words} |")
+        out.append(
+            f"| [{c['id']}](#cluster-{c['id']}) | {c['rows']:,} | {100 * c['share']:.2f}% | {c['texts']:,} | {words} |"
+        )
     out.append("")
     for c in s["cluster_list"]:
         out += [f"## Cluster {c['id']}", ""]
-        out.append(f"{c['size']:,} texts ({100 * c['share']:.2f}%), mean membership {c['mean_probability']:.2f}.  ")
+        out.append(
+            f"{c['rows']:,} rows ({100 * c['share']:.2f}%), {c['texts']:,} distinct texts, "
+            f"mean membership {c['mean_probability']:.2f}.  "
+        )
         out += [f"Keywords: {', '.join(_md(w) for w in _words(c['keywords']))}", ""]
         for r in c["representatives"]:
-            out.append(f"> {_md(snippet(r['text']))}  \n> — `{r['input_path']}` row {r['row']}")
+            out.append(f"> {_md(snippet(r['text']))}  \n> — `{r['input_path']}` row {r['row']}{_times(r.get('rows'))}")
             out.append("")
     u = s["unclustered"]
     out += [
         "## Unclustered",
         "",
-        f"{u['size']:,} texts. Frequent words: {', '.join(_md(w) for w in _words(u['keywords']))}",
+        f"{u['rows']:,} rows, {u['texts']:,} distinct texts. "
+        f"Frequent words: {', '.join(_md(w) for w in _words(u['keywords']))}",
         "",
     ]
     return "\n".join(out)
@@ -106,28 +138,32 @@ def render_html(s: dict[str, Any]) -> str:
     parts.append(f"</head><body><h1>Clusters</h1>{head}")
     if s.get("map"):
         parts.append(f'<p><img src="{e(s["map"])}" alt="2-D map of the clusters"></p>')
-    parts.append("<table><tr><th>cluster</th><th>texts</th><th>share</th><th>top keywords</th></tr>")
+    parts.append(
+        "<table><tr><th>cluster</th><th>rows</th><th>share</th><th>distinct texts</th><th>top keywords</th></tr>"
+    )
     for c in s["cluster_list"]:
         words = e(", ".join(_words(c["keywords"])))
         parts.append(
-            f'<tr><td><a href="#c{c["id"]}">{c["id"]}</a></td><td class=n>{c["size"]:,}</td>'
-            f"<td class=n>{100 * c['share']:.2f}%</td><td class=kw>{words}</td></tr>"
+            f'<tr><td><a href="#c{c["id"]}">{c["id"]}</a></td><td class=n>{c["rows"]:,}</td>'
+            f"<td class=n>{100 * c['share']:.2f}%</td><td class=n>{c['texts']:,}</td><td class=kw>{words}</td></tr>"
         )
     parts.append("</table>")
     for c in s["cluster_list"]:
         parts.append(f'<h2 id="c{c["id"]}">Cluster {c["id"]}</h2>')
         parts.append(
-            f"<p>{c['size']:,} texts ({100 * c['share']:.2f}%), mean membership {c['mean_probability']:.2f}. "
+            f"<p>{c['rows']:,} rows ({100 * c['share']:.2f}%), {c['texts']:,} distinct texts, "
+            f"mean membership {c['mean_probability']:.2f}. "
             f"Keywords: <span class=kw>{e(', '.join(_words(c['keywords'])))}</span></p>"
         )
         for r in c["representatives"]:
             parts.append(
                 f"<blockquote>{e(snippet(r['text']))}<br><span class=src>{e(str(r['input_path']))} "
-                f"row {r['row']}</span></blockquote>"
+                f"row {r['row']}{e(_times(r.get('rows')))}</span></blockquote>"
             )
     u = s["unclustered"]
     parts.append(
-        f"<h2>Unclustered</h2><p>{u['size']:,} texts. Frequent words: {e(', '.join(_words(u['keywords'])))}</p>"
+        f"<h2>Unclustered</h2><p>{u['rows']:,} rows, {u['texts']:,} distinct texts. "
+        f"Frequent words: {e(', '.join(_words(u['keywords'])))}</p>"
     )
     parts.append("</body></html>\n")
     return "\n".join(parts)

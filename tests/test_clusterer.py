@@ -53,7 +53,16 @@ def test_clusters_parquet_has_the_row_key_cluster_and_probability(tmp_path: Path
     truth = make_run(tmp_path, n=1200, clusters=4)
     assert main(["--data-root", str(tmp_path), "--out", str(tmp_path / "res"), *FAST]) == 0
     df = pl.read_parquet(tmp_path / "res" / "clusters.parquet")
-    assert df.columns == ["input_path", "row", "id", "cluster", "probability", "outlier"]
+    assert df.columns == [
+        "input_path",
+        "row",
+        "id",
+        "text_key",
+        "multiplicity",
+        "cluster",
+        "probability",
+        "outlier",
+    ]
     assert df.height == len(truth)
     assert df.select(pl.struct("input_path", "row").is_unique().all()).item()
     assert df["input_path"].str.starts_with("chains/").all()
@@ -93,7 +102,7 @@ def test_report_names_each_cluster_with_its_keywords_and_texts(tmp_path: Path) -
     assert main(["--data-root", str(tmp_path), "--reducer", "pca", "--map-points", "800", "-q"]) == 0
     summary = json.loads((out / "clusters_summary.json").read_text())
     assert summary["points"] == len(truth)
-    assert sum(c["size"] for c in summary["cluster_list"]) + summary["noise"] == len(truth)
+    assert sum(c["rows"] for c in summary["cluster_list"]) + summary["noise"] == len(truth)
     vocab = [set(v) for v in vocabulary(4)]
     topics_named = set()
     for c in summary["cluster_list"]:
@@ -106,7 +115,7 @@ def test_report_names_each_cluster_with_its_keywords_and_texts(tmp_path: Path) -
         assert all(r["text"] for r in c["representatives"])
     assert topics_named == {0, 1, 2, 3}
     md = (out / "report.md").read_text()
-    assert "| cluster | texts | share | top keywords |" in md
+    assert "| cluster | rows | share | distinct texts | top keywords |" in md
     assert md.count("## Cluster ") == summary["clusters"]
     page = _Collector()
     page.feed((out / "report.html").read_text())
