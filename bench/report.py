@@ -30,6 +30,8 @@ def table(caption: str, columns: list[str], rows: list[list[Any]]) -> str:
 
 def section(result: dict[str, Any]) -> str:
     parts = [f"## {result.get('title', result.get('module', '?'))}", ""]
+    if result.get("measured"):
+        parts += [f"*Measured {result['measured']} ({result.get('seconds', '?')} s).*", ""]
     if result.get("error"):
         parts += [f"**This benchmark failed:** `{result['error']}`", ""]
     for t in result.get("tables", []):
