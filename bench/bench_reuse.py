@@ -100,10 +100,14 @@ def rows_and_distinct(folders: list[Path]) -> tuple[int, int]:
     return len(texts), len(set(texts))
 
 
-def store_bytes(client: redis.Redis) -> tuple[int, int]:
-    """(entries, used_memory) of the Redis holding the store."""
-    entries = sum(1 for _ in client.scan_iter(f"{NAMESPACE}:r:[eq]:*", count=1000))
-    return entries, int(client.info("memory")["used_memory"])
+def store_entries(client: redis.Redis) -> list[bytes]:
+    return list(client.scan_iter(f"{NAMESPACE}:r:[eq]:*", count=1000))
+
+
+def bytes_per_entry(client: redis.Redis, names: list[bytes], sample: int = 300) -> float:
+    """Mean of Redis's own ``MEMORY USAGE`` over (a sample of) the entries."""
+    picked = names[:: max(1, len(names) // sample)][:sample]
+    return sum(int(client.memory_usage(n) or 0) for n in picked) / len(picked) if picked else float("nan")
 
 
 def empty_store(client: redis.Redis) -> None:
@@ -125,7 +129,7 @@ def measure(fleet: Fleet, data: Path, name: str, folders: list[Path], n_files: i
     rows, distinct = rows_and_distinct(folders)
     with fleet.client() as client:
         before = counters(client, key)
-        entries0, mem0 = store_bytes(client)
+        entries0 = set(store_entries(client))
         cpu0 = sum(fleet.cpu_by_part().values())
         t0 = time.perf_counter()
         subprocess.run(scan_command(data, fleet.url), cwd=ROOT, capture_output=True, text=True, check=True)
@@ -133,9 +137,9 @@ def measure(fleet: Fleet, data: Path, name: str, folders: list[Path], n_files: i
         wall = time.perf_counter() - t0
         cpu = sum(fleet.cpu_by_part().values()) - cpu0
         after = counters(client, key)
-        entries1, mem1 = store_bytes(client)
-    new_entries = entries1 - entries0
-    per_entry = (mem1 - mem0) / new_entries if new_entries > 0 else float("nan")
+        new = [n for n in store_entries(client) if n not in entries0]
+        per_entry = bytes_per_entry(client, new)
+    new_entries = len(new)
     return Round(name, n_files, rows, distinct, after["model_calls"] - before["model_calls"],
                  after["rows_reused"] - before["rows_reused"], wall, cpu, new_entries, per_entry)  # fmt: skip
 
@@ -264,7 +268,8 @@ def report(
             f"({spec.corpus.subreddits} subreddits, {spec.corpus.threads_per_subreddit} threads each, "
             f"{spec.corpus.suffixes} suffixes); the copy corpus puts the same files under {spec.copies} suffixes, "
             "with the store emptied first. A round runs `python -m manager scan` and ends when the bus counts its "
-            "last job done. Bytes per entry: Redis `used_memory` growth ÷ entries written in the round. The "
+            "last job done. Bytes per entry: Redis's `MEMORY USAGE` of the round's new entries (mean of up to "
+            "300). The "
             "no-repeat rows use every distinct text once, salted per turn so no earlier turn's vectors help; "
             "fleets with reuse on and off alternate. With the Rust worker in int8, the Python worker (exact) "
             "cannot reuse its int8 vectors, so shared texts may be computed twice (once per class)."
