@@ -67,6 +67,36 @@ KEY_LANES = "lanes"
 JOB_FIELD = "job"
 """Field of a stream entry holding the JSON job message."""
 
+# -- What a reader accepts (docs/protocol.md, "Invalid messages") -------------
+# A message outside these bounds is dead-lettered with the reason
+# ``INVALID_MESSAGE + ": <what>: <detail>"`` (``bus/wire.py``).
+
+INVALID_MESSAGE = "invalid job message"
+"""Start of the dead-letter reason of every message a worker cannot read."""
+
+MAX_MESSAGE_BYTES = 65_536
+"""Longest job message read; a longer one is refused unread (``too large``).
+Real messages are a few hundred bytes."""
+
+MAX_JSON_DEPTH = 127
+"""Deepest nesting of arrays and objects in a message (serde_json's limit)."""
+
+MAX_NAME_BYTES = 255
+"""Longest part of a job path in UTF-8 bytes (NAME_MAX of Linux and macOS
+file systems): a longer name can never be opened (ENAMETOOLONG)."""
+
+MAX_PATH_BYTES = 4_095
+"""Longest job path in UTF-8 bytes (PATH_MAX, 4096 with its NUL)."""
+
+MAX_ROW = 2**63 - 1
+"""Largest row number of a ``rows`` range (Parquet counts rows in int64)."""
+
+MAX_ATTEMPT = 2**31 - 1
+"""Largest ``attempt``; the smallest is 1."""
+
+LANE_PATTERN = r"[A-Za-z0-9_.-]{1,64}"
+"""What a lane name may be (the manager's router checks the same)."""
+
 STATE_QUEUED = "q"
 STATE_DONE = "d"
 STATE_DEAD = "x"

@@ -36,6 +36,20 @@ class ProtocolError(PermanentError):
     """A bus message is malformed or of an unknown version."""
 
 
+class InvalidMessage(ProtocolError):
+    """A job message no worker can read: not JSON, an unknown version, a
+    missing or mistyped field, a value out of range, an unsafe path.
+
+    ``str()`` is the dead-letter reason, ``invalid job message: <what>:
+    <detail>``. ``what`` is one of the stable categories of
+    ``docs/protocol.md`` (``bad field attempt``, ``unsafe path``, ...), the
+    same in both workers; the detail is for people."""
+
+    def __init__(self, what: str, detail: str) -> None:
+        super().__init__(f"invalid job message: {what}: {detail}")
+        self.what = what
+
+
 class ModelMismatch(PermanentError):
     """The job asks for a model this worker does not hold."""
 
@@ -46,6 +60,15 @@ class TransientError(EmbedfleetError):
 
 class BusUnavailable(TransientError):
     """Redis cannot be reached right now (translated from redis-py errors)."""
+
+
+class BusAccessDenied(EmbedfleetError):
+    """Redis refused this client: wrong password (WRONGPASS), none given
+    (NOAUTH), or an ACL user without a command or key it needs (NOPERM).
+
+    Retrying cannot help, and it is no fault of a job: a worker stops with its
+    own exit status (``EXIT_ACCESS_DENIED``). The message names the Redis
+    location with the password masked, never the password."""
 
 
 class LeaseLost(EmbedfleetError):

@@ -17,8 +17,9 @@ import secrets
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bus.constants import DEFAULT_COLUMN, DEFAULT_LANE, INPUT_DIR, OUTPUT_DIR, PROTOCOL_VERSION, READABLE_VERSIONS
-from bus.errors import ProtocolError, UnsafePath
+from bus import wire
+from bus.constants import DEFAULT_COLUMN, DEFAULT_LANE, INPUT_DIR, OUTPUT_DIR, PROTOCOL_VERSION
+from bus.errors import InvalidMessage, UnsafePath
 
 
 def job_id(path: str, rows: tuple[int, int] | None, fingerprint: str, model: str) -> str:
@@ -121,37 +122,29 @@ class Job:
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Job:
-        """Parse and validate a wire message; ``ProtocolError`` if it is bad."""
+        """Parse and validate a wire message; ``InvalidMessage`` (a
+        ``ProtocolError``) with a stable reason if it is bad (``bus/wire.py``)."""
+        d = wire.decode(raw)
+        path = wire.required_text(d, "path")
         try:
-            d = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise ProtocolError(f"job message is not JSON: {e}") from None
-        if not isinstance(d, dict):
-            raise ProtocolError("job message is not a JSON object")
-        if d.get("v") not in READABLE_VERSIONS or isinstance(d.get("v"), bool):
-            raise ProtocolError(f"unsupported job message version {d.get('v')!r}")
-        try:
-            rows = d.get("rows")
-            path = str(d["path"])
-            range_ = (int(rows[0]), int(rows[1])) if rows is not None else None
-            fingerprint, model = str(d["fp"]), str(d["model"])
-            job = cls(
-                id=job_id(path, range_, fingerprint, model),
-                path=path,
-                out=output_path(path, range_),
-                fingerprint=fingerprint,
-                model=model,
-                rows=range_,
-                column=str(d.get("col") or DEFAULT_COLUMN),
-                id_column=d.get("idcol"),
-                lane=str(d.get("lane") or DEFAULT_LANE),
-                attempt=int(d.get("attempt", 1)),
-            )
-        except (KeyError, TypeError, ValueError, IndexError) as e:
-            raise ProtocolError(f"job message lacks or mistypes a field: {e!r}") from None
-        if job.rows is not None and not (0 <= job.rows[0] <= job.rows[1]):
-            raise ProtocolError(f"job {job.id}: bad row range {job.rows}")
-        return job
+            output_path(path, None)
+        except UnsafePath as e:
+            raise InvalidMessage(wire.UNSAFE_PATH, str(e)) from None
+        wire.check_path_length(path)
+        range_ = wire.rows(d)
+        fingerprint, model = wire.required_text(d, "fp"), wire.required_text(d, "model")
+        return cls(
+            id=job_id(path, range_, fingerprint, model),
+            path=path,
+            out=output_path(path, range_),
+            fingerprint=fingerprint,
+            model=model,
+            rows=range_,
+            column=wire.optional_text(d, "col") or DEFAULT_COLUMN,
+            id_column=wire.optional_text(d, "idcol"),
+            lane=wire.lane(d),
+            attempt=wire.attempt(d),
+        )
 
 
 class _EventIds:

@@ -17,9 +17,12 @@ from typing import Any, TypeVar
 
 import redis
 import redis.exceptions as rexc
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
 
 from bus import constants as c
-from bus.errors import BusUnavailable, ProtocolError
+from bus import wire
+from bus.errors import BusAccessDenied, BusUnavailable, InvalidMessage, ProtocolError
 from bus.keys import Keys
 from bus.messages import Job, with_event_id
 from bus.settings import RedisSettings
@@ -36,6 +39,25 @@ def script_source(name: str) -> str:
     return resources.files("bus").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
 
 
+class _RetryOutages(Retry):
+    """redis-py's own retry of connection faults, less refused credentials:
+    its ``AuthenticationError`` is a ``ConnectionError``, and retrying it
+    (nested, on connect and on the command) took up to a minute before the
+    worker could say the password was wrong."""
+
+    def call_with_retry(
+        self,
+        do: Callable[[], T],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> T:
+        def retryable(e: Exception) -> bool:
+            return not isinstance(e, rexc.AuthenticationError) and (is_retryable is None or is_retryable(e))
+
+        return super().call_with_retry(do, fail, is_retryable=retryable, with_failure_count=with_failure_count)
+
+
 def connect(settings: RedisSettings, timeout_s: float = 10.0) -> redis.Redis:
     """A redis-py client for the settings (bytes responses)."""
     common: dict[str, Any] = dict(
@@ -45,17 +67,39 @@ def connect(settings: RedisSettings, timeout_s: float = 10.0) -> redis.Redis:
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
         health_check_interval=30,
+        retry=_RetryOutages(ExponentialWithJitterBackoff(base=1, cap=10), 3),  # redis-py's default, less refusals
     )
     if settings.unix_socket:
         return redis.Redis(unix_socket_path=settings.unix_socket, **common)
     return redis.Redis(host=settings.host, port=settings.port, ssl=settings.ssl, **common)
 
 
+def _refusal(e: rexc.AuthenticationError | rexc.NoPermissionError) -> str:
+    """Why Redis refused this client, for the one line a worker prints."""
+    if isinstance(e, rexc.NoPermissionError):
+        return (
+            f"permission denied (NOPERM {e}): the ACL user lacks a command or key the worker needs "
+            "(deploy/redis/make-acl.sh)"
+        )
+    if "invalid username-password" in str(e) or "WRONGPASS" in str(e):
+        return (
+            "authentication failed (wrong user name or password, or the user is disabled): "
+            "check the password of --redis-url or EMBEDFLEET_REDIS_PASSWORD"
+        )
+    return "authentication required (no password given): give one in --redis-url or EMBEDFLEET_REDIS_PASSWORD"
+
+
 @contextmanager
-def translated() -> Iterator[None]:
-    """Turn redis-py's connection faults into ``BusUnavailable``."""
+def translated(location: str | None = None) -> Iterator[None]:
+    """Turn redis-py's errors into the error tree: connection faults into
+    ``BusUnavailable`` (wait and try again); refused credentials or
+    permissions (WRONGPASS, NOAUTH, NOPERM) into ``BusAccessDenied`` naming
+    ``location``, a URL with the password masked (``RedisSettings.redacted``)."""
     try:
         yield
+    except (rexc.AuthenticationError, rexc.NoPermissionError) as e:  # before ConnectionError, their base
+        where = f"Redis at {location}" if location else "Redis"
+        raise BusAccessDenied(f"{where} refused access: {_refusal(e)}") from None
     except (rexc.ConnectionError, rexc.TimeoutError, rexc.BusyLoadingError) as e:
         raise BusUnavailable(f"Redis unavailable: {type(e).__name__}") from None
     except rexc.ResponseError as e:
@@ -66,15 +110,33 @@ def translated() -> Iterator[None]:
 
 def _translating(fn: Callable[..., T]) -> Callable[..., T]:
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> T:
-        with translated():
-            return fn(*args, **kwargs)
+    def wrapper(self: RedisTransport, *args: Any, **kwargs: Any) -> T:
+        with translated(self.location):
+            return fn(self, *args, **kwargs)
 
     return wrapper
 
 
 def _s(v: bytes | str) -> str:
     return v.decode() if isinstance(v, bytes) else v
+
+
+def _location(client: redis.Redis) -> str:
+    """Where a client connects, password masked."""
+    kw = client.connection_pool.connection_kwargs
+    where = RedisSettings(
+        host=str(kw.get("host", "127.0.0.1")),
+        port=int(kw.get("port", 6379)),
+        db=int(kw.get("db", 0)),
+        username=kw.get("username"),
+        password=kw.get("password"),
+        unix_socket=kw.get("path"),
+    )
+    return where.redacted()
+
+
+_Entry = tuple[str, str, dict[Any, Any]]
+"""A stream entry read but not yet decoded: lane, entry id, fields."""
 
 
 class RedisTransport:
@@ -86,19 +148,22 @@ class RedisTransport:
         namespace: str = c.DEFAULT_NAMESPACE,
         lease_ms: int = c.DEFAULT_LEASE_MS,
         autoclaim_every_s: float = 1.0,
+        location: str | None = None,
     ) -> None:
         self.r = client
+        self.location = location or _location(client)
+        """The Redis URL with the password masked, for error messages."""
         self.keys = Keys(namespace)
         self.lease_ms = lease_ms
         self.autoclaim_every_s = autoclaim_every_s
         self._scripts = {n: client.register_script(script_source(n)) for n in SCRIPT_NAMES}
         self._last_autoclaim = 0.0
         self._last_promote = 0.0
-        self._buffer: list[Delivery] = []
+        self._buffer: list[_Entry] = []
 
     @classmethod
     def from_settings(cls, settings: RedisSettings, **kw: Any) -> RedisTransport:
-        return cls(connect(settings), namespace=settings.namespace, **kw)
+        return cls(connect(settings), namespace=settings.namespace, location=settings.redacted(), **kw)
 
     def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
         return self._scripts[name](keys=keys, args=args)
@@ -123,6 +188,9 @@ class RedisTransport:
     # -- consuming -------------------------------------------------------
     @_translating
     def claim(self, consumer: str, lanes: list[str], block_ms: int) -> Delivery | None:
+        """As ``Transport.claim``; a message no worker can read is
+        dead-lettered with its reason and raised as ``InvalidMessage`` (the
+        next call goes on with the next entry)."""
         now = time.monotonic()
         if now - self._last_promote >= 1.0:
             self._last_promote = now
@@ -138,9 +206,9 @@ class RedisTransport:
         # *per stream*, and an entry handed out but not returned would sit
         # in this consumer's pending list until its lease expired.
         while self._buffer:
-            d = self._buffer.pop(0)
-            if self.renew(consumer, d):
-                return d
+            lane, entry_id, fields = self._buffer.pop(0)
+            if self._run("renew", [self.keys.queue(lane)], [c.GROUP, entry_id, consumer]):
+                return self._delivery(consumer, lane, entry_id, fields, 1)
         for lane in lanes:
             resp: Any = self.r.xreadgroup(c.GROUP, consumer, {self.keys.queue(lane): ">"}, count=1)
             for _stream, entries in resp or []:
@@ -155,8 +223,9 @@ class RedisTransport:
             for stream, entries in resp or []
             for entry_id, fields in entries
         ]
-        for lane, entry_id, fields in got[1:]:
-            self._buffer.append(self._delivery(consumer, lane, entry_id, fields, 1))
+        # Decoded when their turn comes: an unreadable one must not hold up
+        # (or lose) the others.
+        self._buffer.extend(got[1:])
         if got:
             return self._delivery(consumer, *got[0], 1)
         # The queue was empty: look again for expired leases at once.
@@ -177,16 +246,29 @@ class RedisTransport:
         return None
 
     def _delivery(self, consumer: str, lane: str, entry_id: str, fields: dict[Any, Any], n: int) -> Delivery:
-        raw = fields.get(c.JOB_FIELD.encode()) or fields.get(c.JOB_FIELD)
+        raw = fields.get(c.JOB_FIELD.encode(), fields.get(c.JOB_FIELD))
         try:
-            job = Job.from_json(raw or b"")
+            if raw is None:
+                raise InvalidMessage(wire.NO_JOB_FIELD, f"the entry has no {c.JOB_FIELD!r} field")
+            job = Job.from_json(raw)
         except ProtocolError as e:
-            # A message no worker can read: dead-letter it under its entry id.
+            # A message no worker can read: dead-letter it under its entry id,
+            # keeping at most MAX_MESSAGE_BYTES of it, as text.
+            kept = raw.encode() if isinstance(raw, str) else raw or b""
             stub = Job(path="-", out="-", fingerprint="-", model="-", lane=lane, id=f"entry:{entry_id}")
             self._run(
                 "dead",
                 [self.keys.queue(lane), self.keys.state, self.keys.stats, self.keys.errors, self.keys.dead],
-                [c.GROUP, entry_id, consumer, stub.id, _s(raw or b""), str(e), n, consumer],
+                [
+                    c.GROUP,
+                    entry_id,
+                    consumer,
+                    stub.id,
+                    kept[: c.MAX_MESSAGE_BYTES].decode("utf-8", "replace"),
+                    str(e),
+                    n,
+                    consumer,
+                ],
             )
             raise
         return Delivery(job=job, lane=lane, entry_id=entry_id, deliveries=n)

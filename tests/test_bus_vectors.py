@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 import redis
 
-from bus.errors import EmbedfleetError, ProtocolError
+from bus.errors import EmbedfleetError, InvalidMessage, ProtocolError
 from bus.keys import Keys
 from bus.messages import Job, check_relative
 from bus.redis_transport import RedisTransport
 from bus.transport import Delivery
+from tests.vectors.generate import hostile_raw
 
 VECTORS = Path(__file__).parent / "vectors"
 
@@ -59,6 +60,15 @@ def test_bad_messages_are_refused_with_a_reason(case: dict[str, Any]) -> None:
     with pytest.raises(EmbedfleetError) as e:
         Job.from_json(case["raw"])
     assert case["error_contains"] in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in load("hostile_messages.json") if "field" not in c], ids=lambda c: c["name"]
+)
+def test_hostile_messages_are_refused_with_their_stable_reason(case: dict[str, Any]) -> None:
+    with pytest.raises(InvalidMessage) as e:
+        Job.from_json(hostile_raw(case))
+    assert str(e.value).startswith(case["reason_starts_with"])
 
 
 def test_keys_match_vectors() -> None:

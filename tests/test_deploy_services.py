@@ -171,6 +171,15 @@ def test_unit_restarts_on_failure_only_and_names_its_settings_file(unit_path: Pa
 
 
 @pytest.mark.parametrize("unit_path", WORKER_UNITS, ids=lambda p: p.name)
+def test_worker_refused_by_redis_is_not_restarted(unit_path: Path) -> None:
+    """A wrong password or ACL user is no crash: a restart every RestartSec
+    would be the retry loop the worker itself no longer runs."""
+    from workers.supervision import EXIT_ACCESS_DENIED
+
+    assert one(parse_unit(unit_path), "Service", "RestartPreventExitStatus") == str(EXIT_ACCESS_DENIED)
+
+
+@pytest.mark.parametrize("unit_path", WORKER_UNITS, ids=lambda p: p.name)
 def test_worker_stop_timeout_outlasts_its_job_timeout(unit_path: Path) -> None:
     """SIGTERM lets the worker finish its job, which the watchdog bounds by
     --job-timeout; systemd must wait longer than that before SIGKILL."""

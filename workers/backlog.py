@@ -20,7 +20,7 @@ def redis_backlog(t: RedisTransport) -> Callable[[list[str]], int]:
 
     def count(lanes: list[str]) -> int:
         total = 0
-        with translated():
+        with translated(t.location):
             for lane in lanes:
                 queue = t.keys.queue(lane)
                 total += int(t.r.zcard(t.keys.delayed(lane)))

@@ -33,10 +33,10 @@ class Counts:
     rows_invalid_utf8: int = 0
     rows_truncated: int = 0
     rows_deduplicated: int = 0
+    model_calls: int = 0
     rows_reused: int = 0
     rows_exact: int = 0
     rows_int8: int = 0
-    model_calls: int = 0
 
     def add(self, other: Counts) -> None:
         for name, value in asdict(other).items():

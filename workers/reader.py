@@ -15,6 +15,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from bus.errors import BadInput, TransientError
+from workers.paths import never_opens
 
 TEXT_TYPES = "a string or binary column"
 
@@ -48,7 +49,7 @@ class InputPart:
 
 
 def _io_error(rel: str, e: OSError) -> Exception:
-    if e.errno in (errno.ENOENT, errno.EISDIR, errno.EACCES, errno.EPERM):
+    if e.errno in (errno.ENOENT, errno.EISDIR, errno.EACCES, errno.EPERM) or never_opens(e):
         return BadInput(rel, f"cannot open input ({e.strerror or e})")
     return TransientError(f"{rel}: I/O error while reading ({e.strerror or e})")
 

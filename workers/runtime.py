@@ -18,19 +18,22 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from bus import constants as c
-from bus.errors import BusUnavailable, EmbedfleetError, LeaseLost, PermanentError, ProtocolError
+from bus.errors import BusAccessDenied, BusUnavailable, EmbedfleetError, LeaseLost, PermanentError, ProtocolError
 from bus.transport import Controls, Delivery, Outcome, Transport
 from workers import KIND, __version__, faults
 from workers.heartbeat import Heartbeat, WorkerStats
 from workers.lease import LeaseKeeper
+from workers.paths import never_opens
 from workers.result import JobResult
-from workers.supervision import StopSignals, Watchdog
+from workers.supervision import EXIT_ACCESS_DENIED, StopSignals, Watchdog
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RECONNECT_FIRST_S = 0.25
 RECONNECT_MAX_S = 10.0
+_BUS_DOWN = (BusUnavailable, BusAccessDenied)
+"""What a best-effort bus call (an event, deregistering) shrugs off."""
 
 
 class Prepared(Protocol):
@@ -106,17 +109,22 @@ class Worker:
         self._controls = Controls()
         self._controls_at = -1e9
         self._next: Any = None
+        self.reconnect_waits = 0
+        """How many times a bus call waited before trying again (each wait
+        0.25 s doubling up to 10 s): 0 in a run that never met an outage."""
 
     # -- bus calls -----------------------------------------------------------
     def _bus(self, fn: Callable[[], T], what: str, give_up: threading.Event | None = None) -> T | None:
         """Call the bus, waiting out outages with capped exponential backoff.
-        Returns None only when ``give_up`` is set during an outage."""
+        Returns None only when ``give_up`` is set during an outage. Anything
+        else, ``BusAccessDenied`` included, is raised at once."""
         delay = RECONNECT_FIRST_S
         while True:
             try:
                 return fn()
             except BusUnavailable as e:
                 log.warning("%s: %s; trying again in %.1f s", what, e, delay)
+                self.reconnect_waits += 1
                 if give_up is not None and give_up.wait(delay):
                     return None
                 if give_up is None:
@@ -136,7 +144,7 @@ class Worker:
             event.update(job=d.job.id, path=d.job.path)
         try:
             self.t.publish_event(event)
-        except BusUnavailable as e:
+        except _BUS_DOWN as e:
             log.warning("event %s not sent: %s", kind, e)
 
     def _record(self) -> Any:
@@ -152,6 +160,15 @@ class Worker:
 
     # -- lifecycle -----------------------------------------------------------
     def run(self) -> int:
+        """Work until stopped; the exit status (``EXIT_ACCESS_DENIED`` when
+        Redis refuses this worker, at start or later: one line says why)."""
+        try:
+            return self._run()
+        except BusAccessDenied as e:
+            log.error("%s", e)
+            return EXIT_ACCESS_DENIED
+
+    def _run(self) -> int:
         if self.cfg.handle_signals and threading.current_thread() is threading.main_thread():
             self.signals.install()
         self._bus(lambda: self.t.ensure_lanes(self.cfg.lanes), "creating lanes", self.stop)
@@ -199,7 +216,7 @@ class Worker:
         self._event("worker_stopped", rows=self.stats.rows_done, jobs=self.stats.jobs_done)
         try:
             self.t.deregister(self.cfg.worker_id)
-        except BusUnavailable as e:
+        except _BUS_DOWN as e:
             log.warning("could not deregister: %s", e)
 
     def _nothing_left(self) -> bool:
@@ -212,8 +229,8 @@ class Worker:
     def _claim(self, block_ms: int) -> Delivery | None:
         try:
             return self._bus(lambda: self.t.claim(self.cfg.worker_id, self.cfg.lanes, block_ms), "claiming", self.stop)
-        except ProtocolError as e:  # the transport dead-lettered the unreadable message
-            log.error("unreadable job message dead-lettered: %s", e)
+        except ProtocolError as e:  # the transport dead-lettered it; go on at once
+            log.error("dead letter: %s", e)
             return None
 
     def _take(self, block_ms: int) -> Any:
@@ -246,7 +263,7 @@ class Worker:
         self.lease.release(d)
         try:
             self.t.retry(self.cfg.worker_id, d, f"{d.job.path}: released unstarted by a stopping worker", 0)
-        except BusUnavailable as e:
+        except _BUS_DOWN as e:
             log.warning("could not release %s (its lease will expire): %s", d.job.path, e)
 
     # -- running -------------------------------------------------------------
@@ -283,6 +300,9 @@ class Worker:
             self._dead(d, reason_for(d, e))
             return
         except Exception as e:  # transient or unknown: retried, bounded by max_deliveries
+            if never_opens(e):  # e.g. a temporary name too long for the file system
+                self._dead(d, reason_for(d, e))
+                return
             log.warning("%s failed: %s", d.job.path, e, exc_info=not isinstance(e, OSError | EmbedfleetError))
             self._fail_transient(d, reason_for(d, e))
             return
@@ -291,7 +311,9 @@ class Worker:
 
     def _complete(self, d: Delivery, result: JobResult) -> None:
         faults.reach("before_ack")
-        work = (0, 0) if result.skipped else (result.counts.model_calls, result.counts.rows_reused)
+        # A skipped job's counts come from its output: the attempt that wrote
+        # it died before complete.lua counted its work.
+        work = (result.counts.model_calls, result.counts.rows_reused)
         outcome = self._bus(
             lambda: self.t.complete(self.cfg.worker_id, d, result.rows, result.skipped, *work), "completing"
         )

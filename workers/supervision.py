@@ -24,6 +24,11 @@ log = logging.getLogger(__name__)
 EXIT_JOB_TIMEOUT = 3
 """Exit status of a worker whose job ran past ``--job-timeout``."""
 
+EXIT_ACCESS_DENIED = 77
+"""Exit status when Redis refuses the worker's credentials or permissions
+(WRONGPASS, NOAUTH, NOPERM): sysexits' ``EX_NOPERM``, the same in the Rust
+worker (``rust/worker/src/supervision.rs``). A supervisor should not restart it."""
+
 
 class StopSignals:
     """Turns the first SIGINT/SIGTERM into a stop request, the second into an exit."""

@@ -51,6 +51,10 @@ MANAGER_CMDS="$WORKER_CMDS
 WORKER_KEYS="~$NS:q:* ~$NS:delayed:* ~$NS:state ~$NS:stats ~$NS:errors ~$NS:dead
   ~$NS:workers ~$NS:workers:seen ~$NS:events %R~$NS:control %R~$NS:lanes"
 MANAGER_KEYS="~$NS:*"
+# The reuse store (docs/reuse.md): workers read and write its string keys, and
+# only string commands and the reuse scripts on them (a Redis 7 selector), so
+# no worker can turn a bus key into a string.
+REUSE_SELECTOR="(~$NS:r:* +get +mget +set +del +exists +eval +evalsha)"
 
 password_hash() {
   local f=$SECRETS/redis_$1_password
@@ -76,7 +80,7 @@ install -d -m 0700 "$SECRETS"
 {
   echo "user default off resetkeys resetchannels -@all"
   user_line manager "$MANAGER_KEYS" "$MANAGER_CMDS"
-  user_line worker "$WORKER_KEYS" "$WORKER_CMDS"
+  user_line worker "$WORKER_KEYS" "$WORKER_CMDS $REUSE_SELECTOR"
   printf 'user admin on #%s ~* &* +@all\n' "$(password_hash admin)"
 } >"$OUT.tmp"
 chmod 0640 "$OUT.tmp"

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-from bus.constants import DEFAULT_NAMESPACE
-from bus.errors import EmbedfleetError
+from bus.constants import DEFAULT_NAMESPACE, INVALID_MESSAGE
+from bus.errors import EmbedfleetError, InvalidMessage
 from bus.keys import Keys
 from bus.messages import Job, check_relative
 
@@ -51,6 +52,91 @@ BAD_MESSAGES = [
     ('{"v":2,"path":"embeddings/a","fp":"1","model":"m"}', "chains/"),
     ('{"v":2,"path":"chains/a","rows":[9,3],"fp":"1","model":"m"}', "row range"),
 ]
+
+# Hostile messages (hostile_messages.json): both suites put every one on a
+# lane beside good jobs and run a burst worker, which must dead-letter each
+# with a reason starting "invalid job message: <what>" (docs/protocol.md) and
+# go on at full speed. "raw" is the stream field's value; "raw_hex" gives
+# bytes that are not UTF-8 instead; "field" names the entry's field when it
+# is not "job"; "pad_to_bytes" replaces "@PAD@" in raw with "x"s up to that
+# many bytes (keeps the file small).
+_GOOD = '{"v":2,"path":"chains/h/sub/x.parquet","fp":"1-1","model":"m"%s}'
+_BAD_PATH = '{"v":2,"path":%s,"fp":"1-1","model":"m"}'
+HOSTILE_MESSAGES: list[tuple[str, str, str, dict[str, object]]] = [
+    ("not JSON", "not json", "not JSON", {}),
+    ("empty", "", "not JSON", {}),
+    ("trailing garbage", _GOOD % "" + "x", "not JSON", {}),
+    ("NaN", _GOOD % ',"attempt":NaN', "not JSON", {}),
+    ("number beyond a double", _GOOD % ',"attempt":1e400', "not JSON", {}),
+    ("lone surrogate", _BAD_PATH % '"chains/h/sub/\\ud800.parquet"', "not JSON", {}),
+    ("nested 200 deep", _GOOD % (',"x":' + "[" * 199 + "]" * 199), "not JSON", {}),
+    ("not UTF-8", "", "not JSON", {"raw_hex": (_GOOD % "").encode().replace(b"x.parquet", b"\xff.parquet").hex()}),
+    ("JSON array", "[1,2]", "not an object", {}),
+    ("JSON string", '"chains/h/sub/x.parquet"', "not an object", {}),
+    ("JSON null", "null", "not an object", {}),
+    ("version 3", '{"v":3,"path":"chains/h/sub/x.parquet","fp":"1-1","model":"m"}', "unsupported version", {}),
+    ("no version", '{"path":"chains/h/sub/x.parquet","fp":"1-1","model":"m"}', "unsupported version", {}),
+    (
+        "version as a string",
+        '{"v":"2","path":"chains/h/sub/x.parquet","fp":"1-1","model":"m"}',
+        "unsupported version",
+        {},
+    ),
+    ("version 2.0", '{"v":2.0,"path":"chains/h/sub/x.parquet","fp":"1-1","model":"m"}', "unsupported version", {}),
+    ("missing path", '{"v":2,"fp":"1-1","model":"m"}', "missing field path", {}),
+    ("null path", _BAD_PATH % "null", "missing field path", {}),
+    ("missing fp", '{"v":2,"path":"chains/h/sub/x.parquet","model":"m"}', "missing field fp", {}),
+    ("model a number", '{"v":2,"path":"chains/h/sub/x.parquet","fp":"1-1","model":7}', "bad field model", {}),
+    ("path with ..", _BAD_PATH % '"../../../../etc/passwd"', "unsafe path", {}),
+    ("path with .. under chains", _BAD_PATH % '"chains/../../etc/passwd"', "unsafe path", {}),
+    ("absolute path", _BAD_PATH % '"/etc/passwd"', "unsafe path", {}),
+    ("path outside chains/", _BAD_PATH % '"embeddings/h/sub/x.parquet"', "unsafe path", {}),
+    ("NUL in path", _BAD_PATH % '"chains/h/sub/x\\u0000.parquet"', "unsafe path", {}),
+    ("backslash in path", _BAD_PATH % '"chains\\\\h\\\\x.parquet"', "unsafe path", {}),
+    ("file name over 255 bytes", _BAD_PATH % f'"chains/h/sub/{"n" * 300}.parquet"', "path too long", {}),
+    ("rows reversed", _GOOD % ',"rows":[5,2]', "bad field rows", {}),
+    ("negative rows", _GOOD % ',"rows":[-1,5]', "bad field rows", {}),
+    ("rows not a pair", _GOOD % ',"rows":[0,5,9]', "bad field rows", {}),
+    ("rows as strings", _GOOD % ',"rows":["0","5"]', "bad field rows", {}),
+    ("attempt -100", _GOOD % ',"attempt":-100', "bad field attempt", {}),
+    ("attempt 0", _GOOD % ',"attempt":0', "bad field attempt", {}),
+    ("attempt as a string", _GOOD % ',"attempt":"2"', "bad field attempt", {}),
+    ("attempt 2.0", _GOOD % ',"attempt":2.0', "bad field attempt", {}),
+    ("attempt true", _GOOD % ',"attempt":true', "bad field attempt", {}),
+    ("huge attempt", _GOOD % ',"attempt":99999999999999999999', "bad field attempt", {}),
+    ("attempt 2^31", _GOOD % ',"attempt":2147483648', "bad field attempt", {}),
+    ("lane with a space and a colon", _GOOD % ',"lane":"gpu lane:1"', "bad field lane", {}),
+    ("empty lane", _GOOD % ',"lane":""', "bad field lane", {}),
+    ("empty column", _GOOD % ',"col":""', "bad field col", {}),
+    ("id column a list", _GOOD % ',"idcol":["id"]', "bad field idcol", {}),
+    ("no job field", _GOOD % "", "no job field", {"field": "jobs"}),
+    ("1 MB message", _GOOD % ',"pad":"@PAD@"', "too large", {"pad_to_bytes": 1 << 20}),
+]
+
+
+def hostile_raw(case: dict[str, Any]) -> bytes:
+    """The stream field value of a hostile_messages.json case."""
+    if "raw_hex" in case:
+        return bytes.fromhex(case["raw_hex"])
+    raw = str(case["raw"]).encode("utf-8")
+    if "pad_to_bytes" in case:
+        raw = raw.replace(b"@PAD@", b"x" * (int(case["pad_to_bytes"]) - len(raw) + len(b"@PAD@")))
+    return raw
+
+
+def hostile_messages() -> list[dict[str, Any]]:
+    out = []
+    for name, raw, what, extra in HOSTILE_MESSAGES:
+        case: dict[str, Any] = {"name": name, "raw": raw, **extra, "reason_starts_with": f"{INVALID_MESSAGE}: {what}"}
+        if "field" not in case:  # the reference refuses it with that reason
+            try:
+                Job.from_json(hostile_raw(case))
+                raise AssertionError(f"{name}: accepted")
+            except InvalidMessage as e:
+                assert str(e).startswith(case["reason_starts_with"]), (name, str(e))
+        out.append(case)
+    return out
+
 
 # Bus scenarios: both suites run these step by step against a real Redis
 # (lease_ms as given; "sleep" waits on the wall clock; "job" names refer to
@@ -203,6 +289,7 @@ def main() -> None:
         "paths.json": paths,
         "keys.json": keys,
         "bad_messages.json": [{"raw": r, "error_contains": e} for r, e in BAD_MESSAGES],
+        "hostile_messages.json": hostile_messages(),
         "scenarios.json": SCENARIOS,
     }
     for name, data in out.items():

@@ -5,7 +5,8 @@ Flags shared with the Rust worker come first; every one has an environment
 variable where the fleet convention gives one. The Redis URL comes from
 ``--redis-url``/``EMBEDFLEET_REDIS_URL``, else from mDNS when the manager
 advertises it. Exit status: 0 after a clean stop (signal, drain, burst), 2 for
-bad arguments or no Redis, 3 when a job ran past ``--job-timeout``.
+bad arguments or no Redis, 3 when a job ran past ``--job-timeout``, 77 when
+Redis refuses the worker's password or ACL user.
 """
 
 from __future__ import annotations

@@ -16,6 +16,26 @@ pub const DEFAULT_LANE: &str = "default";
 pub const GROUP: &str = "workers";
 /// Field of a stream entry that holds the JSON job message.
 pub const JOB_FIELD: &str = "job";
+
+// -- What a reader accepts (docs/protocol.md, "Invalid messages") ----------
+// A message outside these bounds is dead-lettered with the reason
+// `INVALID_MESSAGE: <what>: <detail>` (`wire.rs`).
+
+/// Start of the dead-letter reason of every message a worker cannot read.
+pub const INVALID_MESSAGE: &str = "invalid job message";
+/// Longest job message read; a longer one is refused unread (`too large`).
+pub const MAX_MESSAGE_BYTES: usize = 65_536;
+/// Deepest nesting of arrays and objects in a message (serde_json's limit).
+pub const MAX_JSON_DEPTH: usize = 127;
+/// Longest part of a job path in UTF-8 bytes (NAME_MAX): a longer name can
+/// never be opened (ENAMETOOLONG).
+pub const MAX_NAME_BYTES: usize = 255;
+/// Longest job path in UTF-8 bytes (PATH_MAX, 4096 with its NUL).
+pub const MAX_PATH_BYTES: usize = 4_095;
+/// Largest row number of a `rows` range (Parquet counts rows in int64).
+pub const MAX_ROW: u64 = (1 << 63) - 1;
+/// Largest `attempt`; the smallest is 1.
+pub const MAX_ATTEMPT: u32 = (1 << 31) - 1;
 /// State letters in the state hash.
 pub const STATE_QUEUED: &str = "q";
 pub const STATE_DONE: &str = "d";
@@ -43,3 +63,34 @@ pub const OUTPUT_DIR: &str = "embeddings";
 /// Prefix of embedfleet's Parquet key-value metadata keys.
 pub const META_PREFIX: &str = "embedfleet.";
 pub const OUTPUT_FORMAT_VERSION: u32 = 1;
+
+// -- Reuse store (docs/reuse.md): vectors computed once, reused fleet-wide --
+
+/// STRING: the vector of one distinct text in one precision class (`cls`
+/// `e` exact or `q` int8; `key` the 32 hex digits of the text key), as the
+/// worker's `reuse::encode_entry` writes it. Built by `Keys::reuse_entry`.
+pub const KEY_REUSE_ENTRY: &str = "r:{cls}:{key}";
+/// STRING: worker id of the one worker computing that text in that class
+/// now; expires after `DEFAULT_REUSE_CLAIM_MS`.
+pub const KEY_REUSE_CLAIM: &str = "r:p:{cls}:{key}";
+/// STRING integer: bytes accounted to the store's entries (key, value and
+/// `REUSE_ENTRY_OVERHEAD` each), checked against the ceiling.
+pub const KEY_REUSE_BYTES: &str = "r:bytes";
+/// STRING integer: the store's byte ceiling set by the manager;
+/// `DEFAULT_REUSE_MAX_BYTES` when unset, 0 for none of ours.
+pub const KEY_REUSE_MAX: &str = "r:max";
+/// Precision class of fp32, bf16 and fp16 vectors (each within cosine 0.9999
+/// of fp32): reusable by every worker.
+pub const REUSE_CLASS_EXACT: &str = "e";
+/// Precision class of int8 vectors: reusable only by int8 workers.
+pub const REUSE_CLASS_INT8: &str = "q";
+/// Ceiling of the store when the manager set none (about a million texts).
+pub const DEFAULT_REUSE_MAX_BYTES: u64 = 1 << 30;
+/// Bytes Redis spends on an entry besides its key and value.
+pub const REUSE_ENTRY_OVERHEAD: u64 = 200;
+/// Life of a claim: a worker that dies holding claims holds them up this long.
+pub const DEFAULT_REUSE_CLAIM_MS: u64 = 60_000;
+/// Texts a worker claims at once.
+pub const REUSE_ROUND_TEXTS: usize = 512;
+/// First byte of every entry; a reader ignores entries of another format.
+pub const REUSE_ENTRY_FORMAT: u8 = 1;

@@ -4,10 +4,9 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::constants::{
-    DEFAULT_COLUMN, DEFAULT_LANE, INPUT_DIR, OUTPUT_DIR, PROTOCOL_VERSION, READABLE_VERSIONS,
-};
+use crate::constants::{DEFAULT_COLUMN, DEFAULT_LANE, INPUT_DIR, OUTPUT_DIR, PROTOCOL_VERSION};
 use crate::error::CoreError;
+use crate::wire;
 
 /// One unit of embedding work, in wire order. The wire form (version 2)
 /// leaves out `id` and `out`, which readers derive from the other fields,
@@ -144,38 +143,34 @@ impl Job {
         serde_json::to_string(self).expect("a Job always serialises")
     }
 
-    /// Parse and validate a wire message.
+    /// Parse and validate a wire message (`wire.rs`): `InvalidMessage`
+    /// with a stable reason if it is bad.
     pub fn from_json(raw: &str) -> Result<Job, CoreError> {
-        let v: serde_json::Value = serde_json::from_str(raw)
-            .map_err(|e| CoreError::Protocol(format!("job message is not JSON: {e}")))?;
-        if !v.is_object() {
-            return Err(CoreError::Protocol(
-                "job message is not a JSON object".into(),
-            ));
-        }
-        match v.get("v").and_then(|x| x.as_u64()) {
-            Some(x) if READABLE_VERSIONS.iter().any(|r| u64::from(*r) == x) => {}
-            other => {
-                return Err(CoreError::Protocol(format!(
-                    "unsupported job message version {other:?}"
-                )))
-            }
-        }
-        let mut job: Job = serde_json::from_value(v).map_err(|e| {
-            CoreError::Protocol(format!("job message lacks or mistypes a field: {e}"))
-        })?;
-        job.out = output_path(&job.path, job.rows)?;
-        job.id = job_id(&job.path, job.rows, &job.fp, &job.model);
-        job.v = PROTOCOL_VERSION;
-        if let Some((s, e)) = job.rows {
-            if s > e {
-                return Err(CoreError::Protocol(format!(
-                    "job {}: bad row range ({s}, {e})",
-                    job.id
-                )));
-            }
-        }
-        Ok(job)
+        Job::from_bytes(raw.as_bytes())
+    }
+
+    /// As `from_json`, for the bytes of a stream entry (not UTF-8: refused).
+    pub fn from_bytes(raw: &[u8]) -> Result<Job, CoreError> {
+        let d = wire::decode(raw)?;
+        let path = wire::required_text(&d, "path")?;
+        output_path(&path, None).map_err(|e| wire::invalid(wire::UNSAFE_PATH, e.to_string()))?;
+        wire::check_path_length(&path)?;
+        let rows = wire::rows(&d)?;
+        let fp = wire::required_text(&d, "fp")?;
+        let model = wire::required_text(&d, "model")?;
+        Ok(Job {
+            v: PROTOCOL_VERSION,
+            id: job_id(&path, rows, &fp, &model),
+            out: output_path(&path, rows)?,
+            col: wire::optional_text(&d, "col")?.unwrap_or_else(default_col),
+            idcol: wire::optional_text(&d, "idcol")?,
+            lane: wire::lane(&d)?,
+            attempt: wire::attempt(&d)?,
+            path,
+            rows,
+            fp,
+            model,
+        })
     }
 
     /// The same job, one attempt later.

@@ -1,6 +1,15 @@
 //! Redis key names of one namespace (see `constants.rs`, `docs/protocol.md`).
 
-use crate::constants::DEFAULT_NAMESPACE;
+use crate::constants::{
+    DEFAULT_NAMESPACE, KEY_REUSE_BYTES, KEY_REUSE_CLAIM, KEY_REUSE_ENTRY, KEY_REUSE_MAX,
+};
+
+/// A reuse key template with its class and text key filled in.
+fn fill(template: &str, class: &str, key: &[u8]) -> String {
+    template
+        .replace("{cls}", class)
+        .replace("{key}", &hex::encode(key))
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keys {
@@ -65,5 +74,44 @@ impl Keys {
     /// SET of lanes that ever received a job.
     pub fn lanes(&self) -> String {
         self.k("lanes")
+    }
+    /// STRING: the vector of one distinct text (16-byte key) in one class.
+    pub fn reuse_entry(&self, class: &str, key: &[u8]) -> String {
+        self.k(&fill(KEY_REUSE_ENTRY, class, key))
+    }
+    /// STRING: the worker computing that text in that class now.
+    pub fn reuse_claim(&self, class: &str, key: &[u8]) -> String {
+        self.k(&fill(KEY_REUSE_CLAIM, class, key))
+    }
+    /// STRING integer: bytes accounted to the reuse store's entries.
+    pub fn reuse_bytes(&self) -> String {
+        self.k(KEY_REUSE_BYTES)
+    }
+    /// STRING integer: the reuse store's byte ceiling.
+    pub fn reuse_max(&self) -> String {
+        self.k(KEY_REUSE_MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reuse_keys_are_under_the_namespace() {
+        let k = Keys::new("ns");
+        let key = [0xab; 16];
+        assert_eq!(
+            k.reuse_entry("e", &key),
+            format!("ns:r:e:{}", "ab".repeat(16))
+        );
+        assert_eq!(
+            k.reuse_claim("q", &key),
+            format!("ns:r:p:q:{}", "ab".repeat(16))
+        );
+        assert_eq!(
+            (k.reuse_bytes(), k.reuse_max()),
+            ("ns:r:bytes".into(), "ns:r:max".into())
+        );
     }
 }

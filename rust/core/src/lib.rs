@@ -10,6 +10,7 @@ pub mod job;
 pub mod keys;
 pub mod scan;
 pub mod scripts;
+pub mod wire;
 
 pub use error::CoreError;
 pub use job::{check_relative, job_id, output_path, Job};

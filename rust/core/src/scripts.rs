@@ -10,9 +10,11 @@ pub const DEAD: &str = include_str!("../../../bus/lua/dead.lua");
 pub const PROMOTE: &str = include_str!("../../../bus/lua/promote.lua");
 pub const TRIM: &str = include_str!("../../../bus/lua/trim.lua");
 pub const HEARTBEAT: &str = include_str!("../../../bus/lua/heartbeat.lua");
+pub const REUSE_CLAIM: &str = include_str!("../../../bus/lua/reuse_claim.lua");
+pub const REUSE_PUT: &str = include_str!("../../../bus/lua/reuse_put.lua");
 
 /// Every script by name, as `bus/redis_transport.py` names them.
-pub const ALL: [(&str, &str); 8] = [
+pub const ALL: [(&str, &str); 10] = [
     ("enqueue", ENQUEUE),
     ("renew", RENEW),
     ("complete", COMPLETE),
@@ -21,4 +23,6 @@ pub const ALL: [(&str, &str); 8] = [
     ("promote", PROMOTE),
     ("trim", TRIM),
     ("heartbeat", HEARTBEAT),
+    ("reuse_claim", REUSE_CLAIM),
+    ("reuse_put", REUSE_PUT),
 ];

@@ -1,6 +1,6 @@
-//! From texts to embeddings: exact deduplication within a job, then
-//! length-sorted batches under a token budget (padding waste dominates CPU
-//! cost otherwise), run through the model.
+//! From texts to embeddings: exact deduplication within a job, then the
+//! fleet's reuse store (`reuse`), then length-sorted batches under a token
+//! budget (padding waste dominates CPU cost otherwise), run through the model.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -10,6 +10,7 @@ use embedfleet_core::constants::{EMBEDDING_DIM, MAX_SEQ_LENGTH};
 use crate::error::Result;
 use crate::limits::MemoryBudget;
 use crate::model::OnnxModel;
+use crate::reuse::{Class, FleetReuse};
 use crate::tokenize::TextTokenizer;
 
 /// Tokens per batch on a CPU by default. Measured end to end on the Rust
@@ -153,12 +154,22 @@ impl Embedder for OnnxEmbedder {
 /// Bytes a cached entry costs besides its text.
 const ENTRY_OVERHEAD: usize = EMBEDDING_DIM * 4 + 64;
 
-/// Text -> (embedding, truncated) for the texts already embedded in a job, up
-/// to a byte budget; past it, texts are still deduplicated within a chunk.
+/// A text's vector as the job holds it, and where it came from.
+struct Cached {
+    vector: Box<[f32]>,
+    truncated: bool,
+    /// It came from the reuse store (its repeats count as reused rows).
+    reused: bool,
+    class: Class,
+}
+
+/// Text -> (embedding, truncated, origin, class) for the texts already
+/// embedded or fetched in a job, up to a byte budget; past it, texts are
+/// still deduplicated within a chunk.
 pub struct DedupCache {
     max_bytes: usize,
     used: usize,
-    entries: HashMap<String, (Box<[f32]>, bool)>,
+    entries: HashMap<String, Cached>,
 }
 
 impl DedupCache {
@@ -170,28 +181,41 @@ impl DedupCache {
         }
     }
 
-    fn put(&mut self, text: &str, vector: &[f32], truncated: bool) {
+    fn put(&mut self, text: &str, entry: Cached) {
         let cost = text.len() + ENTRY_OVERHEAD;
         if self.used + cost <= self.max_bytes {
-            self.entries
-                .insert(text.to_string(), (vector.into(), truncated));
+            self.entries.insert(text.to_string(), entry);
             self.used += cost;
         }
     }
 }
 
 /// Embeddings of every row of a chunk, in row order, and the counts.
+/// Rows add up: `rows = model_calls + rows_deduplicated + rows_reused`, and
+/// `rows = rows_exact + rows_int8`.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Deduplicated {
     pub embeddings: Vec<f32>,
     pub rows_truncated: u64,
+    /// Rows that repeat a text this job computed itself.
     pub rows_deduplicated: u64,
+    /// Texts sent to the model.
+    pub model_calls: u64,
+    /// Rows whose vector came from the reuse store.
+    pub rows_reused: u64,
+    pub rows_exact: u64,
+    pub rows_int8: u64,
 }
 
-/// Embed the rows of one chunk, each distinct new text once.
+/// Embed the rows of one chunk: each distinct text once, from the job's
+/// cache, the reuse store (`fleet`) or the model. `checkpoint` runs while
+/// the chunk waits for texts other workers are computing.
 pub fn embed_rows(
     texts: &[Cow<'_, str>],
     embedder: &mut dyn Embedder,
     cache: &mut DedupCache,
+    fleet: &mut FleetReuse,
+    checkpoint: &mut dyn FnMut() -> Result<()>,
 ) -> Result<Deduplicated> {
     let mut slot: HashMap<&str, usize> = HashMap::new();
     let mut distinct: Vec<&str> = Vec::new();
@@ -206,40 +230,59 @@ pub fn embed_rows(
         .collect();
     let mut vectors = vec![0f32; distinct.len() * EMBEDDING_DIM];
     let mut truncated = vec![false; distinct.len()];
+    let mut reused = vec![false; distinct.len()];
+    let mut class = vec![fleet.own_class(); distinct.len()];
     let mut todo = Vec::new();
     for (j, text) in distinct.iter().enumerate() {
         match cache.entries.get(*text) {
-            Some((v, t)) => {
-                vectors[j * EMBEDDING_DIM..(j + 1) * EMBEDDING_DIM].copy_from_slice(v);
-                truncated[j] = *t;
+            Some(c) => {
+                vectors[j * EMBEDDING_DIM..(j + 1) * EMBEDDING_DIM].copy_from_slice(&c.vector);
+                (truncated[j], reused[j], class[j]) = (c.truncated, c.reused, c.class);
             }
             None => todo.push(j),
         }
     }
+    let mut model_calls = 0;
     if !todo.is_empty() {
         let batch: Vec<&str> = todo.iter().map(|&j| distinct[j]).collect();
-        let enc = embedder.encode(&batch)?;
+        let got = fleet.resolve(&batch, embedder, checkpoint)?;
+        model_calls = got.model_calls;
         for (k, &j) in todo.iter().enumerate() {
-            let v = &enc.embeddings[k * EMBEDDING_DIM..(k + 1) * EMBEDDING_DIM];
+            let v = &got.embeddings[k * EMBEDDING_DIM..(k + 1) * EMBEDDING_DIM];
             vectors[j * EMBEDDING_DIM..(j + 1) * EMBEDDING_DIM].copy_from_slice(v);
-            truncated[j] = enc.truncated[k];
-            cache.put(distinct[j], v, enc.truncated[k]);
+            (truncated[j], reused[j], class[j]) = (got.truncated[k], got.reused[k], got.class[k]);
+            let entry = Cached {
+                vector: v.into(),
+                truncated: truncated[j],
+                reused: reused[j],
+                class: class[j],
+            };
+            cache.put(distinct[j], entry);
         }
     }
     let mut embeddings = Vec::with_capacity(texts.len() * EMBEDDING_DIM);
     for &j in &inverse {
         embeddings.extend_from_slice(&vectors[j * EMBEDDING_DIM..(j + 1) * EMBEDDING_DIM]);
     }
+    let rows = |f: &dyn Fn(usize) -> bool| inverse.iter().filter(|&&j| f(j)).count() as u64;
+    let rows_reused = rows(&|j| reused[j]);
+    let rows_int8 = rows(&|j| class[j] == Class::Int8);
     Ok(Deduplicated {
         embeddings,
-        rows_truncated: inverse.iter().filter(|&&j| truncated[j]).count() as u64,
-        rows_deduplicated: (texts.len() - todo.len()) as u64,
+        rows_truncated: rows(&|j| truncated[j]),
+        rows_deduplicated: texts.len() as u64 - model_calls - rows_reused,
+        model_calls,
+        rows_reused,
+        rows_exact: texts.len() as u64 - rows_int8,
+        rows_int8,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reuse::MemoryReuseStore;
+    use crate::stand_in::HashEmbedder;
 
     struct Counting(Vec<usize>);
 
@@ -311,13 +354,65 @@ mod tests {
             .into_iter()
             .map(Cow::Borrowed)
             .collect();
-        let d1 = embed_rows(&chunk1, &mut e, &mut cache).unwrap();
+        let mut fleet = FleetReuse::new(None, "m", "fp32", "w");
+        let mut go = || Ok(());
+        let d1 = embed_rows(&chunk1, &mut e, &mut cache, &mut fleet, &mut go).unwrap();
         assert_eq!((d1.rows_deduplicated, d1.rows_truncated), (1, 1));
+        assert_eq!((d1.model_calls, d1.rows_reused, d1.rows_exact), (2, 0, 3));
         assert_eq!(d1.embeddings.len(), 3 * EMBEDDING_DIM);
         assert_eq!(d1.embeddings[2 * EMBEDDING_DIM], 1.0);
         let chunk2: Vec<Cow<str>> = ["long text", "b"].into_iter().map(Cow::Borrowed).collect();
-        let d2 = embed_rows(&chunk2, &mut e, &mut cache).unwrap();
+        let d2 = embed_rows(&chunk2, &mut e, &mut cache, &mut fleet, &mut go).unwrap();
         assert_eq!((d2.rows_deduplicated, d2.rows_truncated), (1, 1));
         assert_eq!(e.0, vec![2, 1]);
+    }
+
+    #[test]
+    fn repeats_of_a_reused_text_count_as_reused_in_later_chunks_too() {
+        let mut store = MemoryReuseStore::default();
+        let cell = |v: &[&'static str]| -> Vec<Cow<'static, str>> {
+            v.iter().map(|t| Cow::Borrowed(*t)).collect()
+        };
+        let mut go = || Ok(());
+        let mut first = FleetReuse::new(Some(&mut store), "m", "fp32", "w1");
+        let mut e = HashEmbedder::new("m".into(), 0.0);
+        let mut cache = DedupCache::new(1 << 20);
+        embed_rows(&cell(&["old"]), &mut e, &mut cache, &mut first, &mut go).unwrap();
+        drop(first);
+        let mut cache = DedupCache::new(1 << 20);
+        let mut fleet = FleetReuse::new(Some(&mut store), "m", "int8", "w2");
+        let d1 = embed_rows(
+            &cell(&["old", "new", "old", "new"]),
+            &mut e,
+            &mut cache,
+            &mut fleet,
+            &mut go,
+        )
+        .unwrap();
+        let got = (
+            d1.model_calls,
+            d1.rows_deduplicated,
+            d1.rows_reused,
+            d1.rows_exact,
+            d1.rows_int8,
+        );
+        assert_eq!(got, (1, 1, 2, 2, 2));
+        let d2 = embed_rows(
+            &cell(&["old", "new"]),
+            &mut e,
+            &mut cache,
+            &mut fleet,
+            &mut go,
+        )
+        .unwrap();
+        let got = (
+            d2.model_calls,
+            d2.rows_deduplicated,
+            d2.rows_reused,
+            d2.rows_exact,
+            d2.rows_int8,
+        );
+        assert_eq!(got, (0, 1, 1, 1, 1));
+        assert_eq!(e.calls, vec![1, 1]);
     }
 }

@@ -8,6 +8,8 @@ use std::borrow::Cow;
 use serde::Serialize;
 
 /// Per-job row counts; they go into the output metadata and the events.
+/// `rows_embedded = model_calls + rows_deduplicated + rows_reused
+/// = rows_exact + rows_int8`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
     pub rows_total: u64,
@@ -16,21 +18,66 @@ pub struct Counts {
     pub rows_empty: u64,
     pub rows_invalid_utf8: u64,
     pub rows_truncated: u64,
+    /// Rows that repeat a text this job computed itself.
     pub rows_deduplicated: u64,
+    /// Texts this job sent to the model.
+    pub model_calls: u64,
+    /// Rows whose vector came from the reuse store.
+    pub rows_reused: u64,
+    /// Rows by the precision class of their vector.
+    pub rows_exact: u64,
+    pub rows_int8: u64,
 }
 
 impl Counts {
+    /// Metadata key names (after `embedfleet.`), in their fixed order.
+    pub const NAMES: [&'static str; 11] = [
+        "rows_total",
+        "rows_embedded",
+        "rows_null",
+        "rows_empty",
+        "rows_invalid_utf8",
+        "rows_truncated",
+        "rows_deduplicated",
+        "model_calls",
+        "rows_reused",
+        "rows_exact",
+        "rows_int8",
+    ];
+
     /// `(name, value)` in the fixed order of the metadata keys.
-    pub fn fields(&self) -> [(&'static str, u64); 7] {
-        [
-            ("rows_total", self.rows_total),
-            ("rows_embedded", self.rows_embedded),
-            ("rows_null", self.rows_null),
-            ("rows_empty", self.rows_empty),
-            ("rows_invalid_utf8", self.rows_invalid_utf8),
-            ("rows_truncated", self.rows_truncated),
-            ("rows_deduplicated", self.rows_deduplicated),
-        ]
+    pub fn fields(&self) -> [(&'static str, u64); 11] {
+        let values = [
+            self.rows_total,
+            self.rows_embedded,
+            self.rows_null,
+            self.rows_empty,
+            self.rows_invalid_utf8,
+            self.rows_truncated,
+            self.rows_deduplicated,
+            self.model_calls,
+            self.rows_reused,
+            self.rows_exact,
+            self.rows_int8,
+        ];
+        std::array::from_fn(|i| (Self::NAMES[i], values[i]))
+    }
+
+    /// Counts from `(name, value)` pairs (missing names are 0).
+    pub fn from_fields(get: impl Fn(&str) -> u64) -> Counts {
+        Counts {
+            rows_total: get("rows_total"),
+            rows_embedded: get("rows_embedded"),
+            rows_null: get("rows_null"),
+            rows_empty: get("rows_empty"),
+            rows_invalid_utf8: get("rows_invalid_utf8"),
+            rows_truncated: get("rows_truncated"),
+            rows_deduplicated: get("rows_deduplicated"),
+            model_calls: get("model_calls"),
+            rows_reused: get("rows_reused"),
+            rows_exact: get("rows_exact"),
+            rows_int8: get("rows_int8"),
+        }
     }
 
     pub fn add(&mut self, o: &Counts) {
@@ -41,6 +88,10 @@ impl Counts {
         self.rows_invalid_utf8 += o.rows_invalid_utf8;
         self.rows_truncated += o.rows_truncated;
         self.rows_deduplicated += o.rows_deduplicated;
+        self.model_calls += o.model_calls;
+        self.rows_reused += o.rows_reused;
+        self.rows_exact += o.rows_exact;
+        self.rows_int8 += o.rows_int8;
     }
 }
 
@@ -106,6 +157,28 @@ pub fn clean<'a>(cells: impl ExactSizeIterator<Item = Cell<'a>>) -> Cleaned<'a> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_round_trip_by_name() {
+        let c = Counts {
+            rows_total: 1,
+            rows_embedded: 2,
+            rows_null: 3,
+            rows_empty: 4,
+            rows_invalid_utf8: 5,
+            rows_truncated: 6,
+            rows_deduplicated: 7,
+            model_calls: 8,
+            rows_reused: 9,
+            rows_exact: 10,
+            rows_int8: 11,
+        };
+        let f = c.fields();
+        assert_eq!(
+            Counts::from_fields(|k| f.iter().find(|(n, _)| *n == k).unwrap().1),
+            c
+        );
+    }
 
     #[test]
     fn counts_nulls_blanks_and_invalid_utf8() {

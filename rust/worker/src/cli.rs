@@ -21,8 +21,9 @@ use crate::model::{Device, ModelDir, OnnxModel, Precision};
 use crate::output::Provenance;
 use crate::paths::DataRoots;
 use crate::pipeline::{Pipeline, DEFAULT_CHUNK_ROWS};
+use crate::reuse::{RedisReuseStore, ReuseStore};
 use crate::runtime::{Worker, WorkerConfig};
-use crate::settings::RedisSettings;
+use crate::settings::{switched_off, RedisSettings, ENV_REUSE, ENV_REUSE_URL};
 use crate::stand_in::HashEmbedder;
 use crate::tokenize::TextTokenizer;
 
@@ -125,6 +126,16 @@ pub struct Args {
     /// Simulated model cost of --embedder hash
     #[arg(long, default_value_t = 0.0)]
     pub hash_seconds_per_row: f64,
+    /// Do not use the fleet's reuse store (no look-ups, claims or writes:
+    /// each job deduplicates within itself only). EMBEDFLEET_REUSE=0 does
+    /// the same
+    #[arg(long)]
+    pub no_reuse: bool,
+    /// Redis of the reuse store, where vectors computed once are shared by
+    /// the fleet (default: the bus's Redis; same URL and password rules as
+    /// --redis-url)
+    #[arg(long, env = ENV_REUSE_URL, hide_env_values = true)]
+    pub reuse_url: Option<String>,
 }
 
 fn usage(msg: impl Into<String>) -> WorkerError {
@@ -217,6 +228,22 @@ fn embedder(a: &Args, memory: MemoryBudget) -> Result<Box<dyn Embedder>> {
     )))
 }
 
+/// The reuse store, unless `--no-reuse` or `EMBEDFLEET_REUSE=0`: in the
+/// Redis of `--reuse-url`, else the bus's, under the fleet's namespace.
+pub fn reuse_store(a: &Args, bus: &RedisSettings) -> Result<Option<Box<dyn ReuseStore>>> {
+    let env_off = std::env::var(ENV_REUSE).is_ok_and(|v| switched_off(&v));
+    if a.no_reuse || env_off {
+        log::info!("reuse store: off");
+        return Ok(None);
+    }
+    let settings = match a.reuse_url.as_deref().filter(|u| !u.is_empty()) {
+        Some(url) => RedisSettings::from_url(url, Some(&a.namespace))?,
+        None => bus.clone(),
+    };
+    log::info!("reuse store: Redis {}", settings.redacted());
+    Ok(Some(Box::new(RedisReuseStore::new(settings))))
+}
+
 /// Everything a worker needs, from the flags; `Usage` errors exit 2.
 pub fn build(a: &Args, stop: Arc<AtomicBool>) -> Result<Worker> {
     let lanes: Vec<String> = a
@@ -239,6 +266,7 @@ pub fn build(a: &Args, stop: Arc<AtomicBool>) -> Result<Worker> {
         .as_deref()
         .ok_or_else(|| usage("no Redis URL: pass --redis-url or set EMBEDFLEET_REDIS_URL"))?;
     let settings = RedisSettings::from_url(url, Some(&a.namespace))?;
+    let reuse = reuse_store(a, &settings)?;
     let embedder = embedder(a, memory)?;
     let host = hostname();
     let worker_id = a
@@ -280,6 +308,7 @@ pub fn build(a: &Args, stop: Arc<AtomicBool>) -> Result<Worker> {
         provenance,
         memory,
         chunk_rows: a.chunk_rows.max(1),
+        reuse,
     };
     let bus = RedisBus::new(settings, a.lease_ms);
     Ok(Worker::new(bus, pipeline, cfg, stop))

@@ -1,6 +1,7 @@
 //! The worker's error tree. Permanent errors (bad input: the job can never
 //! succeed) dead-letter a job at once; transient ones retry it with backoff;
-//! `BusUnavailable` is waited out with reconnects.
+//! `BusUnavailable` is waited out with reconnects; `BusAccessDenied` stops
+//! the worker.
 
 use embedfleet_core::CoreError;
 use thiserror::Error;
@@ -29,6 +30,12 @@ pub enum WorkerError {
     /// Redis cannot be reached right now.
     #[error("{0}")]
     BusUnavailable(String),
+    /// Redis refused this worker: wrong password (WRONGPASS), none given
+    /// (NOAUTH), an ACL user without a command or key it needs (NOPERM).
+    /// No fault of a job and no outage: the worker stops with
+    /// `EXIT_ACCESS_DENIED`. The text names Redis with the password masked.
+    #[error("{0}")]
+    BusAccessDenied(String),
     /// Another worker took the job over.
     #[error("{0}")]
     LeaseLost(String),
@@ -60,6 +67,7 @@ impl From<CoreError> for WorkerError {
         match e {
             CoreError::UnsafePath(m) => WorkerError::UnsafePath(m),
             CoreError::Protocol(m) => WorkerError::Protocol(m),
+            e @ CoreError::InvalidMessage { .. } => WorkerError::Protocol(e.to_string()),
         }
     }
 }

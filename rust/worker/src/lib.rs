@@ -8,7 +8,8 @@
 //! retry, dead letters, registry, controls, events), `runtime` (the worker
 //! loop: signals, watchdog, heartbeats, backoff), `pipeline` (one job: read,
 //! clean, deduplicate, embed, write) over `input`, `clean`, `output`,
-//! `paths`; `model` (tokenizer + ONNX session) and `batching`; `limits`
+//! `paths`; `model` (tokenizer + ONNX session) and `batching`; `textkey`
+//! and `reuse` (a text's identity and the fleet's reuse store); `limits`
 //! (memory and open-file ceilings); `settings` (Redis URL, redaction).
 
 pub mod batching;
@@ -26,10 +27,12 @@ pub mod model;
 pub mod output;
 pub mod paths;
 pub mod pipeline;
+pub mod reuse;
 pub mod runtime;
 pub mod settings;
 pub mod stand_in;
 pub mod supervision;
+pub mod textkey;
 pub mod tokenize;
 
 /// `worker_kind` this worker reports in events, records and output metadata.

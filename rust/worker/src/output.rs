@@ -132,6 +132,16 @@ fn io_err(what: &str, e: impl std::fmt::Display) -> WorkerError {
     WorkerError::Transient(format!("{what}: {e}"))
 }
 
+/// A file system error on the output path: permanent when the path can never
+/// be written (a name too long, a loop), as in `workers/runtime.py`.
+fn fs_err(what: &str, e: &std::io::Error) -> WorkerError {
+    if crate::paths::never_opens(e) {
+        WorkerError::BadInput(format!("{what}: the path can never be written ({e})"))
+    } else {
+        io_err(what, e)
+    }
+}
+
 /// Writes one output atomically; dropped without `commit`, it removes its temporary.
 pub struct OutputWriter {
     final_path: PathBuf,
@@ -146,7 +156,7 @@ impl OutputWriter {
             .parent()
             .ok_or_else(|| io_err("output", "has no directory"))?;
         fs::create_dir_all(dir)
-            .map_err(|e| io_err(&format!("cannot create {}", dir.display()), e))?;
+            .map_err(|e| fs_err(&format!("cannot create {}", dir.display()), &e))?;
         let safe: String = worker_id
             .chars()
             .map(|c| {
@@ -163,7 +173,7 @@ impl OutputWriter {
             .unwrap_or_default();
         let tmp = dir.join(format!(".{name}.{safe}.{}.tmp", random_hex()));
         let file = File::create(&tmp)
-            .map_err(|e| io_err(&format!("cannot create {}", tmp.display()), e))?;
+            .map_err(|e| fs_err(&format!("cannot create {}", tmp.display()), &e))?;
         let schema = output_schema(id_type);
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
@@ -232,7 +242,7 @@ impl OutputWriter {
 
     fn rename(&self) -> Result<()> {
         fs::rename(&self.tmp, &self.final_path)
-            .map_err(|e| io_err(&format!("renaming {}", self.tmp.display()), e))?;
+            .map_err(|e| fs_err(&format!("renaming {}", self.tmp.display()), &e))?;
         faults::reach("after_rename");
         match self.final_path.parent() {
             Some(dir) => fsync_dir(dir).map_err(|e| io_err(&format!("fsync {}", dir.display()), e)),

@@ -11,6 +11,25 @@ use embedfleet_core::check_relative;
 
 use crate::error::{Result, WorkerError};
 
+/// `errno` of a path that can never be opened as it is (a name or path too
+/// long for the file system, a symlink loop, a file where a directory should
+/// be): retrying cannot help, the job is dead-lettered. The Python twin is
+/// `NEVER_OPENS` of `workers/paths.py`.
+pub const NEVER_OPENS: [i32; 3] = [libc::ENAMETOOLONG, libc::ELOOP, libc::ENOTDIR];
+
+/// Whether `e` says its path can never be opened (`NEVER_OPENS`).
+pub fn never_opens(e: &io::Error) -> bool {
+    e.raw_os_error().is_some_and(|n| NEVER_OPENS.contains(&n))
+}
+
+fn stat_error(rel: &str, e: &io::Error) -> WorkerError {
+    if never_opens(e) {
+        WorkerError::bad_input(rel, format!("the path can never be opened ({e})"))
+    } else {
+        WorkerError::Transient(format!("{rel}: cannot stat ({e})"))
+    }
+}
+
 /// `"<size>-<mtime_ns>"` of a file: what jobs and outputs carry.
 pub fn fingerprint(path: &Path) -> io::Result<String> {
     let m = fs::metadata(path)?;
@@ -69,7 +88,10 @@ impl DataRoots {
         match fs::metadata(&target) {
             Ok(m) if m.is_file() => Ok(target),
             Ok(_) => Err(WorkerError::bad_input(rel, "input is not a regular file")),
-            Err(_) => Err(WorkerError::bad_input(rel, "input file not found")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(WorkerError::bad_input(rel, "input file not found"))
+            }
+            Err(e) => Err(stat_error(rel, &e)),
         }
     }
 
@@ -80,6 +102,7 @@ impl DataRoots {
             Ok(m) if !m.is_file() => Err(WorkerError::UnsafePath(format!(
                 "{rel}: output exists and is not a regular file"
             ))),
+            Err(e) if never_opens(&e) => Err(stat_error(rel, &e)),
             _ => Ok(target),
         }
     }
@@ -122,6 +145,25 @@ mod tests {
         ));
         let out = roots.output("embeddings/a/b.parquet").unwrap();
         assert!(out.starts_with(&roots.output_root));
+        fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn a_path_too_long_to_open_is_permanent_bad_input() {
+        let base = tmp("toolong");
+        let roots = DataRoots::new(&base, &base);
+        // Each name fits NAME_MAX, the whole path does not fit PATH_MAX.
+        let rel = format!(
+            "chains/{}x.parquet",
+            format!("{}/", "d".repeat(200)).repeat(21)
+        );
+        for e in [
+            roots.input(&rel).unwrap_err(),
+            roots.output(&rel).unwrap_err(),
+        ] {
+            assert!(e.is_permanent(), "{e}");
+            assert!(e.to_string().contains("can never be opened"), "{e}");
+        }
         fs::remove_dir_all(base).unwrap();
     }
 

@@ -1,7 +1,9 @@
 //! One embedding job, from the job message to the output file (twin of
 //! `workers/pipeline.py`): skip if the output is up to date, check model and
-//! input, then read, clean, deduplicate, embed and write chunk by chunk,
-//! calling `checkpoint` between chunks so a lost lease can stop it early.
+//! input, then read, clean, deduplicate, reuse what the fleet stored, embed
+//! and write chunk by chunk, calling `checkpoint` between chunks (and while
+//! waiting for texts other workers compute) so a lost lease can stop it
+//! early.
 
 use std::time::Instant;
 
@@ -16,6 +18,7 @@ use crate::input::{open_part, Chunk, ChunkReader, InputPart};
 use crate::limits::MemoryBudget;
 use crate::output::{metadata, up_to_date, OutputWriter, Provenance};
 use crate::paths::{fingerprint, DataRoots};
+use crate::reuse::{FleetReuse, ReuseStore};
 
 pub const DEFAULT_CHUNK_ROWS: usize = 32_768;
 pub const MIN_CHUNK_ROWS: usize = 1_024;
@@ -39,23 +42,17 @@ pub struct Pipeline {
     pub provenance: Provenance,
     pub memory: MemoryBudget,
     pub chunk_rows: usize,
+    /// The fleet's reuse store; `None` with `--no-reuse` (the job then
+    /// deduplicates within itself only).
+    pub reuse: Option<Box<dyn ReuseStore>>,
 }
 
 fn counts_from(meta: &std::collections::HashMap<String, String>) -> Counts {
-    let get = |k: &str| {
+    Counts::from_fields(|k| {
         meta.get(&format!("{META_PREFIX}{k}"))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
-    };
-    Counts {
-        rows_total: get("rows_total"),
-        rows_embedded: get("rows_embedded"),
-        rows_null: get("rows_null"),
-        rows_empty: get("rows_empty"),
-        rows_invalid_utf8: get("rows_invalid_utf8"),
-        rows_truncated: get("rows_truncated"),
-        rows_deduplicated: get("rows_deduplicated"),
-    }
+    })
 }
 
 impl Pipeline {
@@ -84,12 +81,7 @@ impl Pipeline {
             .fit(self.chunk_rows, per_row, MIN_CHUNK_ROWS, 0.5);
         let id_type = job.idcol.as_ref().and(part.id_type.as_ref());
         let mut writer = OutputWriter::create(&out, &self.provenance.worker_id, id_type)?;
-        let mut cache = DedupCache::new(self.dedup_budget());
-        let mut counts = Counts::default();
-        for chunk in ChunkReader::new(&part, chunk_rows)? {
-            checkpoint()?;
-            self.write_chunk(&chunk?, &mut writer, &mut cache, &mut counts)?;
-        }
+        let counts = self.embed_part(&part, chunk_rows, &mut writer, checkpoint)?;
         checkpoint()?;
         writer.commit(metadata(
             job,
@@ -103,6 +95,36 @@ impl Pipeline {
             counts,
             seconds: t0.elapsed().as_secs_f64(),
         })
+    }
+
+    /// Read, clean, embed and write the part chunk by chunk; the counts.
+    fn embed_part(
+        &mut self,
+        part: &InputPart,
+        chunk_rows: usize,
+        writer: &mut OutputWriter,
+        checkpoint: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<Counts> {
+        let mut cache = DedupCache::new(self.dedup_budget());
+        let mut counts = Counts::default();
+        let embedder = self.embedder.as_mut();
+        let (model, precision) = (
+            embedder.model_id().to_string(),
+            embedder.precision().to_string(),
+        );
+        let store = self.reuse.as_deref_mut().map(|s| s as &mut dyn ReuseStore);
+        let mut fleet = FleetReuse::new(store, &model, &precision, &self.provenance.worker_id);
+        for chunk in ChunkReader::new(part, chunk_rows)? {
+            checkpoint()?;
+            let mut step = ChunkStep {
+                embedder: &mut *embedder,
+                cache: &mut cache,
+                fleet: &mut fleet,
+                checkpoint: &mut *checkpoint,
+            };
+            step.write(&chunk?, writer, &mut counts)?;
+        }
+        Ok(counts)
     }
 
     /// Check the model and the input, and open the job's part of the file.
@@ -137,20 +159,40 @@ impl Pipeline {
             .map_or(DEDUP_BYTES, |r| (r / 4).min(DEDUP_BYTES));
         usize::try_from(room).unwrap_or(usize::MAX)
     }
+}
 
-    fn write_chunk(
+/// What embedding one chunk needs from its job.
+struct ChunkStep<'j, 'f> {
+    embedder: &'j mut dyn Embedder,
+    cache: &'j mut DedupCache,
+    fleet: &'j mut FleetReuse<'f>,
+    checkpoint: &'j mut dyn FnMut() -> Result<()>,
+}
+
+impl ChunkStep<'_, '_> {
+    fn write(
         &mut self,
         chunk: &Chunk,
         writer: &mut OutputWriter,
-        cache: &mut DedupCache,
         counts: &mut Counts,
     ) -> Result<()> {
         let cells = chunk.cells();
         let mut cleaned = clean(cells.into_iter());
         if !cleaned.texts.is_empty() {
-            let done = embed_rows(&cleaned.texts, self.embedder.as_mut(), cache)?;
-            cleaned.counts.rows_truncated = done.rows_truncated;
-            cleaned.counts.rows_deduplicated = done.rows_deduplicated;
+            let done = embed_rows(
+                &cleaned.texts,
+                self.embedder,
+                self.cache,
+                self.fleet,
+                self.checkpoint,
+            )?;
+            let c = &mut cleaned.counts;
+            c.rows_truncated = done.rows_truncated;
+            c.rows_deduplicated = done.rows_deduplicated;
+            c.model_calls = done.model_calls;
+            c.rows_reused = done.rows_reused;
+            c.rows_exact = done.rows_exact;
+            c.rows_int8 = done.rows_int8;
             let rows = cleaned
                 .positions
                 .iter()

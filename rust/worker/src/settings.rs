@@ -12,6 +12,18 @@ use crate::error::{Result, WorkerError};
 pub const ENV_URL: &str = "EMBEDFLEET_REDIS_URL";
 pub const ENV_PASSWORD: &str = "EMBEDFLEET_REDIS_PASSWORD";
 pub const ENV_NAMESPACE: &str = "EMBEDFLEET_NAMESPACE";
+/// Redis of the reuse store when not the bus's (`--reuse-url`).
+pub const ENV_REUSE_URL: &str = "EMBEDFLEET_REUSE_URL";
+/// `0` (or `false`, `no`, `off`) switches the reuse store off (`--no-reuse`).
+pub const ENV_REUSE: &str = "EMBEDFLEET_REUSE";
+
+/// Whether a value of `EMBEDFLEET_REUSE` switches the reuse store off.
+pub fn switched_off(value: &str) -> bool {
+    matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "0" | "false" | "no" | "off"
+    )
+}
 
 /// Where the bus is and how to log in; `Debug` never shows the password.
 #[derive(Clone, PartialEq, Eq)]
@@ -210,6 +222,16 @@ mod tests {
         let u = RedisSettings::from_url("unix:///run/redis.sock", Some("x")).unwrap();
         assert_eq!(u.unix_socket.as_deref(), Some("/run/redis.sock"));
         assert_eq!(u.redacted(), "unix:///run/redis.sock");
+    }
+
+    #[test]
+    fn reuse_switch_values() {
+        for off in ["0", "false", "No", " off "] {
+            assert!(switched_off(off), "{off:?}");
+        }
+        for on in ["1", "", "yes", "true"] {
+            assert!(!switched_off(on), "{on:?}");
+        }
     }
 
     #[test]

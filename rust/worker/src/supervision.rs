@@ -16,6 +16,10 @@ use crate::bus::Delivery;
 
 /// Exit status of a worker whose job ran past `--job-timeout`.
 pub const EXIT_JOB_TIMEOUT: i32 = 3;
+/// Exit status when Redis refuses the worker's credentials or permissions
+/// (WRONGPASS, NOAUTH, NOPERM): sysexits' `EX_NOPERM`, the same in the Python
+/// worker (`workers/supervision.py`). A supervisor should not restart it.
+pub const EXIT_ACCESS_DENIED: i32 = 77;
 
 /// Make SIGINT/SIGTERM set `stop`; a second one exits the process at once.
 pub fn install_stop_signals(stop: &Arc<AtomicBool>) -> std::io::Result<()> {

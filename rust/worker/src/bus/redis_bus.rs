@@ -5,11 +5,11 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use embedfleet_core::constants::{DEFAULT_EVENTS_MAXLEN, GROUP, JOB_FIELD};
-use embedfleet_core::{scripts, Job, Keys};
-use redis::{Connection, RedisError, Script, Value};
+use embedfleet_core::constants::{DEFAULT_EVENTS_MAXLEN, GROUP, JOB_FIELD, MAX_MESSAGE_BYTES};
+use embedfleet_core::{scripts, wire, Job, Keys};
+use redis::{Connection, ErrorKind, RedisError, Script, Value};
 
-use super::reply::{self, Entry};
+use super::reply::{self, Body, Entry};
 use super::{Controls, Delivery, Outcome, WorkerRecord};
 use crate::error::{Result, WorkerError};
 use crate::settings::RedisSettings;
@@ -68,8 +68,39 @@ impl Scripts {
     }
 }
 
-/// Translate a redis-rs error: connection faults are `BusUnavailable`.
-fn translate(e: RedisError) -> WorkerError {
+/// Why Redis refused this client, if it did: a wrong password
+/// (WRONGPASS), none given (NOAUTH), an ACL user lacking a command or key
+/// (NOPERM). Retrying cannot help.
+fn refusal(e: &RedisError) -> Option<String> {
+    const WRONG: &str = "authentication failed (wrong user name or password, or the user is \
+        disabled): check the password of --redis-url or EMBEDFLEET_REDIS_PASSWORD";
+    match e.code() {
+        _ if e.kind() == ErrorKind::AuthenticationFailed => Some(WRONG.into()),
+        Some("WRONGPASS") => Some(WRONG.into()),
+        Some("NOAUTH") => Some(
+            "authentication required (no password given): \
+             give one in --redis-url or EMBEDFLEET_REDIS_PASSWORD"
+                .into(),
+        ),
+        Some("NOPERM") => Some(format!(
+            "permission denied (NOPERM {}): the ACL user lacks a command or key the worker \
+             needs (deploy/redis/make-acl.sh)",
+            e.detail().unwrap_or_default()
+        )),
+        _ => None,
+    }
+}
+
+/// Translate a redis-rs error: connection faults are `BusUnavailable`,
+/// refused credentials or permissions `BusAccessDenied` naming the Redis
+/// location (password masked).
+fn translate(e: RedisError, settings: &RedisSettings) -> WorkerError {
+    if let Some(why) = refusal(&e) {
+        return WorkerError::BusAccessDenied(format!(
+            "Redis at {} refused access: {why}",
+            settings.redacted()
+        ));
+    }
     let busy = matches!(
         e.code(),
         Some("LOADING" | "MASTERDOWN" | "TRYAGAIN" | "BUSY")
@@ -86,7 +117,7 @@ fn translate(e: RedisError) -> WorkerError {
             .unwrap_or_else(|| format!("{:?}", e.kind()));
         return WorkerError::BusUnavailable(format!("Redis unavailable: {what}"));
     }
-    WorkerError::Transient(format!("Redis error: {e}"))
+    WorkerError::Transient(settings.scrub(&format!("Redis error: {e}")))
 }
 
 /// `Transport` over a real Redis, for one consumer.
@@ -98,7 +129,8 @@ pub struct RedisBus {
     autoclaim_every: Duration,
     last_autoclaim: Option<Instant>,
     last_promote: Option<Instant>,
-    buffer: VecDeque<Delivery>,
+    /// Entries handed out by a read over several lanes, beyond the first.
+    buffer: VecDeque<(Entry, String)>,
     scripts: Scripts,
 }
 
@@ -146,18 +178,20 @@ impl RedisBus {
     ) -> Result<T> {
         if self.conn.is_none() {
             let info = self.settings.connection_info()?;
-            let client = redis::Client::open(info).map_err(translate)?;
+            let s = &self.settings;
+            let client = redis::Client::open(info).map_err(|e| translate(e, s))?;
             let conn = client
                 .get_connection_with_timeout(CONNECT_TIMEOUT)
-                .map_err(translate)?;
-            conn.set_read_timeout(Some(IO_TIMEOUT)).map_err(translate)?;
+                .map_err(|e| translate(e, s))?;
+            conn.set_read_timeout(Some(IO_TIMEOUT))
+                .map_err(|e| translate(e, s))?;
             conn.set_write_timeout(Some(IO_TIMEOUT))
-                .map_err(translate)?;
+                .map_err(|e| translate(e, s))?;
             self.conn = Some(conn);
         }
         let conn = self.conn.as_mut().expect("connection opened above");
         f(conn, &self.scripts).map_err(|e| {
-            let err = translate(e);
+            let err = translate(e, &self.settings);
             if matches!(err, WorkerError::BusUnavailable(_)) {
                 self.conn = None;
             }
@@ -200,7 +234,7 @@ impl RedisBus {
             })?;
             if let Err(e) = r {
                 if e.code() != Some("BUSYGROUP") {
-                    let err = translate(e);
+                    let err = translate(e, &self.settings);
                     if matches!(err, WorkerError::BusUnavailable(_)) {
                         self.conn = None;
                     }
@@ -214,8 +248,9 @@ impl RedisBus {
     // -- consuming -------------------------------------------------------------
 
     /// Take a job: first one whose lease expired, else a new one, lanes in
-    /// priority order. Blocks at most `block_ms`. An unreadable message is
-    /// dead-lettered and reported as `Protocol`.
+    /// priority order. Blocks at most `block_ms`. A message no worker can
+    /// read is dead-lettered with its reason and reported as `Protocol`
+    /// (the next call goes on with the next entry).
     pub fn claim(
         &mut self,
         consumer: &str,
@@ -236,9 +271,9 @@ impl RedisBus {
                 return Ok(Some(d));
             }
         }
-        while let Some(d) = self.buffer.pop_front() {
-            if self.renew(consumer, &d)? {
-                return Ok(Some(d));
+        while let Some((entry, lane)) = self.buffer.pop_front() {
+            if self.renew_entry(consumer, &lane, &entry.0)? {
+                return self.delivery(consumer, &lane, entry, 1).map(Some);
             }
         }
         // One lane at a time, in priority order: with several streams and
@@ -257,10 +292,9 @@ impl RedisBus {
         }
         let mut got = self.read(consumer, lanes, block_ms)?.into_iter();
         let first = got.next();
-        for (entry, lane) in got {
-            let d = self.delivery(consumer, &lane, entry, 1)?;
-            self.buffer.push_back(d);
-        }
+        // Read now, decoded when their turn comes: an unreadable one must
+        // not hold up (or lose) the others.
+        self.buffer.extend(got);
         match first {
             Some((entry, lane)) => self.delivery(consumer, &lane, entry, 1).map(Some),
             None => {
@@ -329,9 +363,12 @@ impl RedisBus {
                 .get(1)
                 .map(|c| reply::entries(c, JOB_FIELD))
                 .unwrap_or_default();
-            if let Some((id, Some(raw))) = claimed.into_iter().next() {
+            if let Some((id, body)) = claimed.into_iter().next() {
+                if body == Body::Deleted {
+                    continue;
+                }
                 let n = self.times_delivered(&q, &id)?;
-                return self.delivery(consumer, lane, (id, Some(raw)), n).map(Some);
+                return self.delivery(consumer, lane, (id, body), n).map(Some);
             }
         }
         Ok(None)
@@ -355,9 +392,18 @@ impl RedisBus {
     }
 
     fn delivery(&mut self, consumer: &str, lane: &str, entry: Entry, n: u64) -> Result<Delivery> {
-        let (entry_id, raw) = entry;
-        let raw = raw.unwrap_or_default();
-        match Job::from_json(&raw) {
+        let (entry_id, body) = entry;
+        let (parsed, raw) = match body {
+            Body::Value(raw) => (Job::from_bytes(&raw), raw),
+            Body::Missing | Body::Deleted => (
+                Err(wire::invalid(
+                    wire::NO_JOB_FIELD,
+                    format!("the entry has no {JOB_FIELD:?} field"),
+                )),
+                Vec::new(),
+            ),
+        };
+        match parsed {
             Ok(job) => Ok(Delivery {
                 job,
                 lane: lane.to_string(),
@@ -365,7 +411,8 @@ impl RedisBus {
                 deliveries: n,
             }),
             Err(e) => {
-                // A message no worker can read: dead-letter it under its entry id.
+                // A message no worker can read: dead-letter it under its entry
+                // id, keeping at most MAX_MESSAGE_BYTES of it, as text.
                 let stub = Job {
                     v: 1,
                     id: format!("entry:{entry_id}"),
@@ -385,7 +432,8 @@ impl RedisBus {
                     entry_id,
                     deliveries: n,
                 };
-                self.dead_raw(consumer, &d, &raw, &e.to_string(), consumer)?;
+                let kept = String::from_utf8_lossy(&raw[..raw.len().min(MAX_MESSAGE_BYTES)]);
+                self.dead_raw(consumer, &d, &kept, &e.to_string(), consumer)?;
                 Err(WorkerError::from(e))
             }
         }
@@ -393,12 +441,16 @@ impl RedisBus {
 
     /// Extend the lease; `false` when another consumer owns the entry now.
     pub fn renew(&mut self, consumer: &str, d: &Delivery) -> Result<bool> {
-        let q = self.keys.queue(&d.lane);
+        self.renew_entry(consumer, &d.lane, &d.entry_id)
+    }
+
+    fn renew_entry(&mut self, consumer: &str, lane: &str, entry_id: &str) -> Result<bool> {
+        let q = self.keys.queue(lane);
         let n: i64 = self.with(|c, s| {
             s.renew
                 .key(&q)
                 .arg(GROUP)
-                .arg(&d.entry_id)
+                .arg(entry_id)
                 .arg(consumer)
                 .invoke(c)
         })?;
@@ -413,11 +465,23 @@ impl RedisBus {
         rows: u64,
         skipped: bool,
     ) -> Result<Outcome> {
+        self.complete_counting(consumer, d, rows, skipped, None)
+    }
+
+    /// `complete`, also adding `(model_calls, rows_reused)` of the job to the
+    /// fleet's counters (`complete.lua`'s ARGV[7] and ARGV[8]).
+    pub fn complete_counting(
+        &mut self,
+        consumer: &str,
+        d: &Delivery,
+        rows: u64,
+        skipped: bool,
+        reuse: Option<(u64, u64)>,
+    ) -> Result<Outcome> {
         let k = self.keys.clone();
         let n: i64 = self.with(|c, s| {
-            s.complete
-                .key(k.queue(&d.lane))
-                .key(k.state())
+            let mut call = s.complete.key(k.queue(&d.lane));
+            call.key(k.state())
                 .key(k.stats())
                 .key(k.errors())
                 .arg(GROUP)
@@ -425,8 +489,11 @@ impl RedisBus {
                 .arg(consumer)
                 .arg(&d.job.id)
                 .arg(rows)
-                .arg(if skipped { "skip" } else { "" })
-                .invoke(c)
+                .arg(if skipped { "skip" } else { "" });
+            if let Some((model_calls, rows_reused)) = reuse {
+                call.arg(model_calls).arg(rows_reused);
+            }
+            call.invoke(c)
         })?;
         Ok(Outcome::from_code(n))
     }

@@ -42,8 +42,27 @@ pub fn pairs(v: &Value) -> Vec<(String, &Value)> {
     }
 }
 
-/// One stream entry: its id and the value of `field` (None when deleted or absent).
-pub type Entry = (String, Option<String>);
+/// The bytes of a bulk or simple string.
+pub fn bytes(v: &Value) -> Option<Vec<u8>> {
+    match v {
+        Value::BulkString(b) => Some(b.clone()),
+        other => text(other).map(String::into_bytes),
+    }
+}
+
+/// What a stream entry holds of the one field asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// The entry was deleted (claimed after a trim): nothing to read.
+    Deleted,
+    /// The entry has no such field.
+    Missing,
+    /// The field's value, as sent (not necessarily UTF-8).
+    Value(Vec<u8>),
+}
+
+/// One stream entry: its id and what it holds of the field asked for.
+pub type Entry = (String, Body);
 
 /// Entries of a `[[id, [f, v, ..]], ..]` list.
 pub fn entries(v: &Value, field: &str) -> Vec<Entry> {
@@ -52,11 +71,15 @@ pub fn entries(v: &Value, field: &str) -> Vec<Entry> {
         .filter_map(|e| {
             let parts = items(e);
             let id = text(parts.first()?)?;
-            let value = parts
-                .get(1)
-                .and_then(|f| pairs(f).into_iter().find(|(k, _)| k == field))
-                .and_then(|(_, v)| text(v));
-            Some((id, value))
+            let body = match parts.get(1) {
+                None | Some(Value::Nil) => Body::Deleted,
+                Some(f) => pairs(f)
+                    .into_iter()
+                    .find(|(k, _)| k == field)
+                    .and_then(|(_, v)| bytes(v))
+                    .map_or(Body::Missing, Body::Value),
+            };
+            Some((id, body))
         })
         .collect()
 }
@@ -94,8 +117,25 @@ mod tests {
             read_reply(&reply, "job"),
             vec![(
                 "q".to_string(),
-                vec![("1-0".to_string(), Some("{}".to_string()))]
+                vec![("1-0".to_string(), Body::Value(b"{}".to_vec()))]
             )]
+        );
+        let odd = Value::Array(vec![
+            Value::Array(vec![b("2-0"), Value::Array(vec![b("other"), b("x")])]),
+            Value::Array(vec![b("3-0"), Value::Nil]),
+            Value::Array(vec![
+                b("4-0"),
+                Value::Array(vec![b("job"), Value::BulkString(vec![0xff])]),
+            ]),
+        ]);
+        assert_eq!(
+            entries(&odd, "job"),
+            vec![
+                ("2-0".to_string(), Body::Missing),
+                ("3-0".to_string(), Body::Deleted),
+                ("4-0".to_string(), Body::Value(vec![0xff])),
+            ],
+            "an entry without the field, a deleted one, bytes that are not UTF-8"
         );
         let kv = Value::Array(vec![b("name"), b("workers"), b("pending"), Value::Int(3)]);
         let p = pairs(&kv);

@@ -59,6 +59,7 @@ fn pipeline(root: &Path) -> Pipeline {
         },
         memory: MemoryBudget::default(),
         chunk_rows: 2,
+        reuse: None,
     }
 }
 
@@ -161,7 +162,7 @@ fn embeds_a_file_with_ids_nulls_blanks_and_duplicates() {
     ] {
         assert_eq!(meta.get(k).map(String::as_str), Some(v), "{k}");
     }
-    assert_eq!(meta.len(), 20);
+    assert_eq!(meta.len(), 24);
     let leftovers: Vec<_> = fs::read_dir(out.parent().unwrap())
         .unwrap()
         .filter_map(|e| e.ok())

@@ -64,6 +64,24 @@ fn bad_messages_are_refused_with_a_reason() {
 }
 
 #[test]
+fn hostile_messages_are_refused_with_their_stable_reason() {
+    for case in common::vectors("hostile_messages.json").as_array().unwrap() {
+        if case.get("field").is_some() {
+            continue; // a stream entry without a job field: the bus's case
+        }
+        let name = case["name"].as_str().unwrap();
+        let err = Job::from_bytes(&super::hostile::hostile_raw(case))
+            .expect_err(name)
+            .to_string();
+        let want = case["reason_starts_with"].as_str().unwrap();
+        assert!(
+            err.starts_with(want),
+            "{name}: {err:?} does not start with {want:?}"
+        );
+    }
+}
+
+#[test]
 fn keys_match_vectors() {
     let v = common::vectors("keys.json");
     let k = Keys::new(v["namespace"].as_str().unwrap());

@@ -24,14 +24,14 @@ use parquet::arrow::ArrowWriter;
 
 const MODEL: &str = "all-MiniLM-L6-v2@0000000000000000";
 
-fn root(tag: &str) -> PathBuf {
+pub(super) fn root(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("ef-loop-{tag}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&d);
     fs::create_dir_all(d.join("chains/s/sub")).unwrap();
     d
 }
 
-fn input(root: &Path, name: &str, texts: &[&str]) -> Job {
+pub(super) fn input(root: &Path, name: &str, texts: &[&str]) -> Job {
     let rel = format!("chains/s/sub/{name}.parquet");
     let arr: ArrayRef = Arc::new(StringArray::from(texts.to_vec()));
     let batch = RecordBatch::try_from_iter(vec![("text", arr)]).unwrap();
@@ -55,7 +55,7 @@ fn input(root: &Path, name: &str, texts: &[&str]) -> Job {
     .unwrap()
 }
 
-fn worker(
+pub(super) fn worker(
     bus: &RedisBus,
     root: &Path,
     tune: impl FnOnce(&mut WorkerConfig, &mut Pipeline),
@@ -72,6 +72,7 @@ fn worker(
         },
         memory: MemoryBudget::default(),
         chunk_rows: 1024,
+        reuse: None,
     };
     let mut cfg = WorkerConfig::new(
         "rust-loop".into(),
@@ -89,7 +90,7 @@ fn worker(
     (Worker::new(bus, pipeline, cfg, Arc::clone(&stop)), stop)
 }
 
-fn stats(bus: &mut RedisBus) -> HashMap<String, i64> {
+pub(super) fn stats(bus: &mut RedisBus) -> HashMap<String, i64> {
     bus.stats().unwrap().into_iter().collect()
 }
 
