@@ -23,7 +23,10 @@ mkdir -p "$STAMPS"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-APT_PACKAGES=(redis-server iproute2 iptables faketime chromium chromium-driver debootstrap)
+# prometheus: for promtool, which checks the manager's /metrics in the tests
+# (tests/test_metrics_promtool.py). Under systemd Debian also starts its server
+# on :9090; `systemctl disable --now prometheus` if that machine needs none.
+APT_PACKAGES=(redis-server iproute2 iptables faketime chromium chromium-driver debootstrap prometheus)
 
 step_system() {
   local missing=()

@@ -37,7 +37,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bus.errors import BusUnavailable
+from bus.errors import BusUnavailable, EmbedfleetError
 from manager import metrics
 from manager.actions import ACTIONS
 from manager.auth import (
@@ -199,6 +199,7 @@ def create_app(hub: StatusHub, token: str | None = None, allowed_hosts: tuple[st
     handlers = {
         ValueError: lambda _r, e: _error(400, "bad request", str(e)),
         BusUnavailable: lambda _r, e: _error(503, "unavailable", str(e)),
+        EmbedfleetError: lambda _r, e: _error(503, "unavailable", str(e)),  # e.g. Redis refused the login
     }
     app = Starlette(routes=routes, exception_handlers=handlers)  # type: ignore[arg-type]
     return Guard(app, token, allowed_hosts, stopping)

@@ -4,7 +4,9 @@
 ``serve`` is the manager on the storage host: it scans, enqueues, watches
 the run to its end (journal, state.json, summary), serves the status API and
 dashboard, and advertises the bus over mDNS. Its exit status is the run's
-(non-zero when any job was dead-lettered; see ``manager.summary``).
+(non-zero when any job was dead-lettered; see ``manager.summary``), or a
+start-up failure's (``manager.startup``): every check that can fail runs
+before anything is created.
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ from typing import Any
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from bus.errors import EmbedfleetError
+from bus.errors import BusUnavailable, EmbedfleetError
 from bus.redis_transport import RedisTransport, connect
 from bus.settings import ENV_NAMESPACE, ENV_URL, RedisSettings
-from manager import actions
+from manager import actions, startup
 from manager.auth import InsecureBind, check_bind, token_from_env
 from manager.redaction import Redactor, install_log_redaction
 
@@ -48,12 +50,8 @@ def _bus_options(p: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> RedisSettings:
-    if not args.redis_url:
-        raise SystemExit(
-            f"no Redis: pass --redis-url or set {ENV_URL} (for one machine, `python -m manager run` "
-            "starts an embedded Redis)"
-        )
-    return RedisSettings.from_url(args.redis_url, namespace=args.namespace)
+    """The bus settings; a missing or bad URL is a ``StartupError`` (exit 2)."""
+    return startup.settings_from_url(args.redis_url, args.namespace)
 
 
 def redact_logs(settings: RedisSettings | None = None, token: str | None = None) -> Redactor:
@@ -115,6 +113,13 @@ def _register_serve(sub: Any) -> None:
         "{output_root}' ({output_root}, {run_dir}, {run_id} filled in)",
     )
     p.add_argument("--keep-serving", action="store_true", help="keep the dashboard up after the run ends")
+    p.add_argument(
+        "--redis-wait",
+        type=float,
+        default=startup.DEFAULT_REDIS_WAIT_S,
+        metavar="SECONDS",
+        help="at start, retry an unreachable Redis this long (backoff 0.25 s doubling to 10 s), then exit 75",
+    )
     p.add_argument(
         "--reuse-max-bytes",
         help="byte ceiling of the fleet's reuse store, e.g. 8G (0: none of ours, for a dedicated LRU Redis; "
@@ -183,7 +188,6 @@ def set_reuse_ceiling(settings: RedisSettings, size: str) -> str | None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from manager.coordinator import Coordinator
     from manager.routing import Routes
 
     settings = settings_from_args(args)
@@ -193,19 +197,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not args.no_api:
             check_bind(args.host, token)
     except InsecureBind as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise startup.StartupError(str(e)) from None
+    startup.check_input_root(args.input_root)
+    startup.check_file(args.subreddits, "--subreddits")
+    startup.wait_for_redis(settings, args.redis_wait)
     if args.reuse_max_bytes is not None:
         error = set_reuse_ceiling(settings, args.reuse_max_bytes)
         if error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
+            raise startup.StartupError(error)
     model = args.model
     if model is None:
         from models.source import model_id
 
         model = model_id()
-    co = Coordinator(
+    co = _coordinator(
         settings,
         output_root=args.output_root or args.input_root,
         input_root=args.input_root,
@@ -224,9 +229,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, lambda *_: co.stop())
     try:
         summary = co.run(cluster=_cluster_command(args.cluster_command) if args.cluster_command else None)
-        print(summary.render())
+        print(summary.render(), flush=True)
         if args.keep_serving and api is not None:
-            print(f"dashboard still on {api.url}; Ctrl-C to stop")
+            print(f"the dashboard shows the final state on {api.url} until this process exits; Ctrl-C to stop")
             _wait_for_interrupt()
         return summary.exit_code
     finally:
@@ -234,6 +239,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
             adv.close()
         if api is not None:
             api.stop()
+
+
+def _coordinator(settings: RedisSettings, **kw: Any) -> Any:
+    """A ``Coordinator``; Redis failing between the wait and here is a start-up error."""
+    from manager.coordinator import Coordinator
+
+    try:
+        return Coordinator(settings, **kw)
+    except BusUnavailable as e:
+        raise startup.StartupError(
+            f"cannot reach Redis at {settings.redacted()} ({e})", startup.EXIT_REDIS_UNREACHABLE
+        ) from None
 
 
 def _wait_for_interrupt() -> None:
@@ -295,8 +312,12 @@ def cmd_action(args: argparse.Namespace) -> int:
                 "ts_ms": int(time.time() * 1000),
             }
         )
+    except BusUnavailable as e:
+        raise startup.StartupError(
+            f"cannot reach Redis at {settings.redacted()} ({e})", startup.EXIT_REDIS_UNREACHABLE
+        ) from None
     except EmbedfleetError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        code = startup.EXIT_ACCESS_DENIED if type(e).__name__ == "BusAccessDenied" else 2
+        raise startup.StartupError(f"Redis at {settings.redacted()}: {e}", code) from None
     print(detail)
     return 0

@@ -12,9 +12,10 @@ when a clusterer is given), or ends in ``error`` / ``interrupted``:
    acknowledged stream entries, rewrites ``state.json`` every second, rides
    out a Redis outage (and reconciles after it).
 3. clustering: calls the injected ``cluster(ClusterRequest)`` callable.
-4. the end: a ``RunSummary`` (done, skipped, failed with reasons, pending),
-   written to ``summary.json`` and journaled; its ``exit_code`` is non-zero
-   when any job was dead-lettered.
+4. the end: a ``RunSummary`` (done, skipped, failed with reasons, pending,
+   and the scan errors apart), written to ``summary.json`` and journaled (the
+   caller prints it); its ``exit_code`` is non-zero when any job was
+   dead-lettered or an input was unreadable.
 
 Files, in the run dir (default ``<output-root>/runs/<run-id>/``):
 ``state.json`` (atomic), ``events.jsonl`` (hash-chained journal, see
@@ -53,6 +54,7 @@ from bus.messages import Job, SeenEventIds
 from bus.redis_transport import RedisTransport, connect, translated
 from bus.settings import RedisSettings
 from manager import runsteps
+from manager.failures import FailureTally
 from manager.fleet import FleetView
 from manager.journal import JOURNAL_FILE, Journal
 from manager.redaction import Redactor
@@ -115,6 +117,10 @@ class CoordinatorOptions:
     fsync_interval_s: float = 1.0
     throughput_bucket_s: float = 5.0
     """Width of one point of the throughput-over-time series."""
+
+
+SCAN_ERRORS_SHOWN = 100
+"""Scan errors listed in the run status (all of them are in the summary)."""
 
 
 class Interrupted(Exception):
@@ -196,6 +202,8 @@ class Coordinator:
         self.eta = EtaEstimator()
         self.tracker = JobTracker([])
         self.counters = _Counters()
+        self.failures = FailureTally()
+        """Failures of the run by source (``worker``, ``scan``) and reason class."""
         self._stop = threading.Event()
         self._cluster_now = threading.Event()
         self._cluster_fn: ClusterFn | None = None
@@ -376,7 +384,7 @@ class Coordinator:
             self.counters.model_calls += _count(counts.get("model_calls"))
             self.counters.rows_reused += _count(counts.get("rows_reused"))
             kind, device = self.device_of(worker, str(ev.get("kind") or "?"))
-            self.throughput.add(worker, device_class(kind, device), rows)
+            self.throughput.add(worker, device_class(kind, device), rows, seconds=_seconds(ev.get("seconds")))
             if job:
                 self.tracker.mark(job, c.STATE_DONE)
             return {"jobs_done": 1, "rows": rows}
@@ -388,6 +396,8 @@ class Coordinator:
         if etype == "job_dead":
             if job:
                 self.tracker.mark(job, c.STATE_DEAD)
+            error = ev.get("error")
+            self.failures.add("worker", self.redactor.text(str(error)) if error is not None else None)
             return {"jobs_dead": 1}
         if etype in ("worker_started", "worker_stopped"):
             self._last_registry = 0.0
@@ -422,7 +432,6 @@ class Coordinator:
     def _build_status(self) -> dict[str, Any]:
         p = self.tracker.progress()
         stage = self.machine.stage
-        rates = self.throughput.rates()
         cpu_jobs = max(1, p.resolved - p.already_done)
         return {
             "version": 1,
@@ -453,8 +462,11 @@ class Coordinator:
             "rows": self.counters.rows,
             "model_calls": self.counters.model_calls,
             "rows_reused": self.counters.rows_reused,
-            "rows_per_s": round(sum(rates["classes"].values()), 2),
-            "throughput": rates,
+            "rows_per_s": self.throughput.current_rate() if not stage.final else 0.0,
+            "throughput": {**self.throughput.busy_rates(), "totals": self.throughput.totals()},
+            "job_seconds": self.throughput.histogram(),
+            "failures_by_reason": self.failures.as_dict(),
+            "scan_errors": self.counters.scan_errors[:SCAN_ERRORS_SHOWN],
             "controls": self._controls or {"paused": False, "drain": False},
             "usage": self.usage.stages,
             "journal": {"path": str(self.journal.path), "head": self.journal.head.to_dict()},
@@ -490,7 +502,8 @@ class Coordinator:
             enqueued_existing=self.counters.enqueued_existing,
             done=p.done - p.already_done,
             skipped=self._skipped(),
-            failed=self.counters.scan_errors + self._failures(),
+            failed=self._failures(),
+            scan_errors=list(self.counters.scan_errors),
             pending=p.pending + p.lost,
             rows=self.counters.rows,
             model_calls=self.counters.model_calls,
@@ -498,7 +511,8 @@ class Coordinator:
             seconds=round(time.monotonic() - self._t0, 2),
             error=self.counters.error,
             cluster=self.counters.cluster,
-            throughput=dict(self.throughput.rates(window_s=max(1.0, time.monotonic() - self._t0))["classes"]),
+            throughput=self.throughput.busy_rates()["classes"],
+            worker_throughput=self.throughput.busy_rates()["workers"],
             bookkeeping_us_per_job=self._status.get("bookkeeping_us_per_job"),
         )
         data = self.redactor.scrub(summary.to_dict())
@@ -511,6 +525,7 @@ class Coordinator:
                 "done": summary.done,
                 "skipped": summary.skipped,
                 "failed": len(summary.failed),
+                "scan_errors": len(summary.scan_errors),
                 "pending": summary.pending,
             },
             data={"exit_code": summary.exit_code},
@@ -519,7 +534,8 @@ class Coordinator:
         self.journal.close()
         self._publish_state()
         write_atomic(self.run_dir / "summary.json", data)
-        log.info("%s", self.redactor.text(summary.render()))
+        # The caller prints the summary (once); the log gets its headline.
+        log.info("%s; summary in %s", summary.render().splitlines()[0], self.run_dir / "summary.json")
         return summary
 
     def _skipped(self) -> int:
@@ -553,6 +569,13 @@ def report_dict(report: Any) -> Any:
     if is_dataclass(report) and not isinstance(report, type):
         return asdict(report)
     return str(report)
+
+
+def _seconds(value: Any) -> float | None:
+    """A job's ``seconds`` from an event, None when absent or not a number."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    return None
 
 
 def _count(value: Any) -> int:

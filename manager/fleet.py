@@ -22,6 +22,12 @@ from manager.redaction import Redactor
 HEALTHY_WITHIN_MS = 3 * c.DEFAULT_HEARTBEAT_MS
 """A worker whose last heartbeat is older than this is reported unhealthy."""
 
+STOPPED_AFTER_MS = 300_000
+"""A worker silent for this long (5 min) counts as stopped, like one that
+said so: the dashboard, ``manager status`` and ``/metrics`` list it no more."""
+
+_COUNT_CHUNK = 1000
+
 
 def _s(v: bytes | str) -> str:
     return v.decode("utf-8", "replace") if isinstance(v, bytes) else v
@@ -92,6 +98,12 @@ class FleetView:
             rec = {}
         age_ms = now - seen if seen is not None else None
         healthy = age_ms is not None and age_ms <= self.healthy_within_ms and rec.get("state") != "stopped"
+        if healthy:
+            status = "active"
+        elif rec.get("state") == "stopped" or age_ms is None or age_ms > STOPPED_AFTER_MS:
+            status = "stopped"
+        else:
+            status = "silent"
         reported = rec.get("rows_per_s")
         return self.redactor.scrub(
             {
@@ -110,6 +122,7 @@ class FleetView:
                 "rows_per_s_observed": float(rates.get(wid, 0.0)),
                 "heartbeat_age_s": round(age_ms / 1000, 1) if age_ms is not None else None,
                 "healthy": healthy,
+                "status": status,
             }
         )
 
@@ -154,14 +167,40 @@ class FleetView:
             names = sorted(_s(x) for x in self.r.smembers(self.keys.lanes))
             out = []
             for lane in names:
-                pending, lag = 0, 0
-                try:
-                    for g in self.r.xinfo_groups(self.keys.queue(lane)):
-                        if _s(g["name"]) == c.GROUP:
-                            pending = int(g.get("pending") or 0)
-                            lag = int(g.get("lag") or 0)
-                except redis.exceptions.ResponseError:
-                    pass  # stream not created yet
+                in_flight, waiting = self._group_counts(self.keys.queue(lane))
                 delayed = int(self.r.zcard(self.keys.delayed(lane)))
-                out.append({"lane": lane, "waiting": lag, "in_flight": pending, "delayed": delayed})
+                out.append({"lane": lane, "waiting": waiting, "in_flight": in_flight, "delayed": delayed})
         return out
+
+    def _group_counts(self, stream: str) -> tuple[int, int]:
+        """(in flight, waiting) of the workers' group on one lane's stream.
+
+        Redis 7 reports the waiting entries as the group's ``lag``; Redis 6.2
+        (the embedded one) has no lag, and 7 gives none when it cannot tell.
+        Then waiting = stream length - entries up to the last delivered id."""
+        try:
+            groups = self.r.xinfo_groups(stream)
+        except redis.exceptions.ResponseError:
+            return 0, 0  # stream not created yet
+        for g in groups:
+            if _s(g["name"]) != c.GROUP:
+                continue
+            pending = int(g.get("pending") or 0)
+            lag = g.get("lag")
+            if lag is not None:
+                return pending, int(lag)
+            last = _s(g.get("last-delivered-id") or b"0-0")
+            return pending, max(0, int(self.r.xlen(stream)) - self._count_up_to(stream, last))
+        return 0, int(self.r.xlen(stream))
+
+    def _count_up_to(self, stream: str, last_id: str) -> int:
+        """Entries of ``stream`` with ids up to ``last_id`` (kept few by trimming)."""
+        if last_id == "0-0":
+            return 0
+        n, start = 0, "-"
+        while True:
+            entries: list[Any] = self.r.xrange(stream, start, last_id, count=_COUNT_CHUNK)  # type: ignore[assignment]
+            n += len(entries)
+            if len(entries) < _COUNT_CHUNK:
+                return n
+            start = "(" + _s(entries[-1][0])

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import redis
 
-from bus.errors import BusUnavailable
+from bus.errors import EmbedfleetError
 from bus.settings import RedisSettings
 from manager import actions
 from manager.fleet import FleetView
@@ -101,7 +101,7 @@ class StatusHub:
                 "failed": self.fleet.failed_count(),
                 "workers": {"total": len(workers), "healthy": sum(1 for w in workers if w["healthy"])},
             }
-        except (BusUnavailable, redis.exceptions.RedisError) as e:
+        except (EmbedfleetError, redis.exceptions.RedisError) as e:  # unreachable, or the login refused
             bus = {"reachable": False, "error": self.redactor.text(str(e))}
         return self.redactor.scrub({"run": self.run.run_status() or None, "bus": bus}), workers
 
@@ -115,7 +115,8 @@ class StatusHub:
         return self.run.throughput_series()
 
     def snapshot(self) -> dict[str, Any]:
-        """Everything the dashboard shows, in one message."""
+        """Everything the dashboard shows, in one message (the run's scan
+        errors are in ``status.run.scan_errors``)."""
         status, workers = self.status_and_workers()
         reachable = status["bus"].get("reachable", False)
         return {

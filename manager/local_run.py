@@ -25,6 +25,7 @@ from typing import Any
 
 from bus.constants import INPUT_DIR
 from bus.settings import ENV_URL, RedisSettings
+from manager.startup import DEFAULT_REDIS_WAIT_S, settings_from_url, wait_for_redis
 
 log = logging.getLogger("embedfleet.run")
 
@@ -49,6 +50,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--rust-workers", type=int, default=1)
     p.add_argument("--rust-precision", default="int8", choices=["fp32", "int8"])
     p.add_argument("--port", type=int, default=8377, help="dashboard port on 127.0.0.1 (0: no dashboard)")
+    p.add_argument(
+        "--keep-serving", action="store_true", help="keep the dashboard up with the final state until Ctrl-C"
+    )
+    p.add_argument(
+        "--redis-wait",
+        type=float,
+        default=DEFAULT_REDIS_WAIT_S,
+        metavar="SECONDS",
+        help="with --redis-url: retry an unreachable Redis this long at start, then exit 75",
+    )
+    p.add_argument(
+        "--progress-every",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="when the output is not a terminal: a progress line this often (on a terminal: a live bar)",
+    )
     p.add_argument("--no-cluster", action="store_true", help="stop after embedding")
     p.add_argument("--sample-files", type=int, default=3, help="files per subreddit in a generated sample")
     p.add_argument("--sample-rows", type=int, default=400, help="rows per file in a generated sample")
@@ -157,8 +175,11 @@ def stop_workers(workers: list[WorkerProc], grace_s: float = 30.0) -> None:
             w.log_file.close()
 
 
-def run_clusterer(data: Path, env: dict[str, str]) -> dict[str, Any] | None:
-    cmd = [sys.executable, "-m", "clusterer", "--data-root", str(data)]
+def run_clusterer(data: Path, env: dict[str, str], allow_partial: bool = False) -> dict[str, Any] | None:
+    """Cluster the run's outputs. ``allow_partial`` when jobs were dead-lettered, inputs were unreadable
+    or cluster-now cut the run short: the clusters cover what was embedded and the report lists the rest
+    (the run still exits non-zero for the failures)."""
+    cmd = [sys.executable, "-m", "clusterer", "--data-root", str(data), *(["--allow-partial"] if allow_partial else [])]
     print("[run] clustering: " + " ".join(cmd[1:]))
     proc = subprocess.run(cmd, text=True, env=env)
     if proc.returncode != 0:
@@ -177,6 +198,7 @@ def run_clusterer(data: Path, env: dict[str, str]) -> dict[str, Any] | None:
 def main(a: argparse.Namespace) -> int:
     from manager.coordinator import ClusterRequest, Coordinator
     from manager.embedded import EmbeddedRedis
+    from manager.progress import EmbeddingProgress
     from models.source import model_id
 
     data: Path = a.data
@@ -185,15 +207,20 @@ def main(a: argparse.Namespace) -> int:
     state_dir = data / ".embedfleet"
     with ExitStack() as stack:
         url = a.redis_url
-        if not url:
+        settings: RedisSettings
+        if url:
+            settings = settings_from_url(url, None)
+            wait_for_redis(settings, a.redis_wait)
+        else:
             url = stack.enter_context(EmbeddedRedis(state_dir / "redis")).url
             print(f"[run] embedded Redis at {url} (AOF in {state_dir / 'redis'})")
-        settings = RedisSettings.from_url(url)
+            settings = RedisSettings.from_url(url)
         coord = Coordinator(settings, output_root=data, input_root=data, model=model_id())
+        api = None
         if a.port:
             api = coord.serve_api(port=a.port)
             stack.callback(api.stop)
-            print(f"[run] dashboard: http://127.0.0.1:{a.port}/")
+            print(f"[run] dashboard: {api.url}/")
         env = {**os.environ, ENV_URL: url, "HF_HUB_OFFLINE": "1", **rust_runtime_env(a)}
         log_dir = coord.run_dir
         workers = [start_worker(kind, cmd, env, log_dir, i) for i, (kind, cmd) in enumerate(worker_commands(a, data))]
@@ -203,18 +230,43 @@ def main(a: argparse.Namespace) -> int:
         stopping = threading.Event()
         threading.Thread(target=watch_workers, args=(workers, coord, stopping), daemon=True).start()
 
-        def cluster(_req: ClusterRequest) -> dict[str, Any] | None:
+        def cluster(req: ClusterRequest) -> dict[str, Any] | None:
             stopping.set()
             stop_workers(workers)
-            return run_clusterer(data, env)
+            failures = bool(coord.tracker.dead) or bool(coord.counters.scan_errors)
+            return run_clusterer(data, env, allow_partial=req.partial or failures)
 
         t0 = time.monotonic()
-        summary = coord.run(cluster=None if a.no_cluster else cluster)
+        progress = EmbeddingProgress(coord.run_status, every_s=a.progress_every).start()
+        try:
+            summary = coord.run(cluster=None if a.no_cluster else cluster)
+        finally:
+            progress.stop()
+            stopping.set()  # the workers are stopped on purpose from here on: no "worker exited" notes
         elapsed = time.monotonic() - t0
         print(summary.render())
         inputs, outputs = count_parquet(data / INPUT_DIR), count_parquet(data / "embeddings")
         print(f"[run] files: {inputs} inputs, {outputs} outputs under {data / 'embeddings'}")
         print(f"[run] wall time {elapsed:.1f} s; run files in {coord.run_dir}")
-        if not a.no_cluster:
+        if not a.no_cluster and summary.cluster:
             print(f"[run] clusters and report under {data / 'clusters'} (report.html, report.md, map.png)")
+        elif not a.no_cluster:
+            print("[run] no clusters were written this run (see the error above)")
+        if api is not None:
+            linger(api.url, a.keep_serving)
         return int(summary.exit_code)
+
+
+def linger(url: str, keep_serving: bool, grace_s: float = 2.0) -> None:
+    """Let open dashboards receive the final state (they then say the run
+    ended and keep showing it); with ``--keep-serving``, serve until Ctrl-C."""
+    if keep_serving:
+        print(f"[run] the dashboard on {url}/ shows the final state until this process exits; Ctrl-C to stop")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            return
+    print(f"[run] dashboard {url}/ stops now; an open page keeps the final state (--keep-serving keeps it up)")
+    sys.stdout.flush()
+    time.sleep(grace_s)

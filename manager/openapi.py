@@ -49,9 +49,52 @@ SCHEMAS: dict[str, Any] = {
             "rows": {"type": "integer"},
             "model_calls": {"type": "integer"},
             "rows_reused": {"type": "integer"},
-            "rows_per_s": {"type": "number"},
+            "rows_per_s": {
+                "type": "number",
+                "description": "the fleet's current speed: sum of the recently working workers' rows per busy second",
+            },
             "jobs": {"type": "object", "additionalProperties": {"type": "integer"}},
-            "throughput": {"type": "object", "properties": {"workers": _NUM_MAP, "classes": _NUM_MAP}},
+            "throughput": {
+                "type": "object",
+                "description": "rows per busy second (rows / seconds the workers held jobs), per worker and per "
+                "device class, and the totals they come from",
+                "properties": {
+                    "workers": _NUM_MAP,
+                    "classes": _NUM_MAP,
+                    "totals": {
+                        "type": "object",
+                        "additionalProperties": {
+                            "type": "object",
+                            "additionalProperties": {"type": "object", "additionalProperties": {"type": "number"}},
+                        },
+                    },
+                },
+            },
+            "job_seconds": {
+                "type": "object",
+                "description": "histogram of the seconds each finished job took, per device class",
+                "properties": {
+                    "le": {"type": "array", "items": {"type": "number"}},
+                    "counts": {
+                        "type": "object",
+                        "additionalProperties": {"type": "array", "items": {"type": "integer"}},
+                    },
+                    "sum_s": _NUM_MAP,
+                },
+            },
+            "failures_by_reason": {
+                "type": "object",
+                "description": "failures by source (worker, scan) and reason class",
+                "additionalProperties": {"type": "object", "additionalProperties": {"type": "integer"}},
+            },
+            "scan_errors": {
+                "type": "array",
+                "description": "inputs the scan could not read (the first 100)",
+                "items": {
+                    "type": "object",
+                    "properties": {"path": {"type": "string"}, "reason": {"type": "string"}},
+                },
+            },
             "controls": {"type": "object", "additionalProperties": {"type": "boolean"}},
             "error": {"type": "string", "nullable": True},
         },
@@ -112,9 +155,18 @@ SCHEMAS: dict[str, Any] = {
             "jobs_done": {"type": "integer"},
             "rows_done": {"type": "integer"},
             "rows_per_s": {"type": "number", "description": "as the worker reports it"},
-            "rows_per_s_observed": {"type": "number", "description": "from its job events, last 30 s"},
+            "rows_per_s_observed": {
+                "type": "number",
+                "description": "rows per busy second over this run, from its job events",
+            },
             "heartbeat_age_s": {"type": "number", "nullable": True, "description": "on Redis's clock"},
             "healthy": {"type": "boolean"},
+            "status": {
+                "type": "string",
+                "enum": ["active", "silent", "stopped"],
+                "description": "active: heartbeat within 15 s; silent: late but under 5 min; stopped: said so, "
+                "or silent for 5 min",
+            },
         },
     },
     "DeadLetter": {
@@ -133,7 +185,8 @@ SCHEMAS: dict[str, Any] = {
     },
     "Throughput": {
         "type": "object",
-        "description": "Rows per second per time bucket, by worker and by device class (kind/device).",
+        "description": "Rows per second per time bucket, by worker and by device class (kind/device); "
+        "each job's rows are spread over the seconds it ran.",
         "properties": {
             "bucket_s": {"type": "number"},
             "t": {"type": "array", "items": {"type": "number"}},

@@ -88,7 +88,8 @@ def _relative(co: Coordinator, path: str) -> str:
 
 def note_scan_report(co: Coordinator, report: Any) -> None:
     """Outputs already up to date count as skipped; inputs the scan could not
-    read are failures of the run (each journaled with its reason)."""
+    read are scan errors of the run (each journaled with its reason): not
+    jobs of the plan, counted apart from the dead-lettered jobs."""
     totals = getattr(report, "totals", None)
     co.counters.up_to_date = int(getattr(totals, "up_to_date", 0) or 0)
     for issue in list(getattr(report, "errors", None) or [])[:10_000]:
@@ -96,6 +97,7 @@ def note_scan_report(co: Coordinator, report: Any) -> None:
         co.counters.scan_errors.append(
             co.redactor.scrub({"job_id": None, "path": path, "reason": problem, "stage": "scanning"})
         )
+        co.failures.add("scan", co.redactor.text(problem))
         co.journal.write("scan_error", f"{path}: {problem}", level="error", error=problem, data={"path": path})
 
 

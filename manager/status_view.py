@@ -56,11 +56,13 @@ def run_panel(run: dict[str, Any] | None, bus: dict[str, Any]) -> Panel:
     counts = Text(
         f"done {jobs.get('done', 0)}  skipped {jobs.get('skipped', 0)}  "
         f"pending {int(jobs.get('pending', 0)) + int(jobs.get('lost', 0))}  failed {jobs.get('failed', 0)}  "
-        f"rows {run.get('rows', 0):,}  {run.get('rows_per_s', 0):,.0f} rows/s"
+        f"scan errors {jobs.get('scan_errors', 0)}  "
+        f"rows {run.get('rows', 0):,}  {run.get('rows_per_s', 0):,.1f} rows/s now"
     )
     classes = (run.get("throughput") or {}).get("classes") or {}
     speed = Text(
-        "throughput by device class: " + (", ".join(f"{k} {v:,.0f} rows/s" for k, v in sorted(classes.items())) or "—"),
+        "rows per busy second by device class: "
+        + (", ".join(f"{k} {v:,.1f}" for k, v in sorted(classes.items())) or "—"),
         style="dim",
     )
     parts: list[RenderableType] = [head, bar, counts, speed]
@@ -69,9 +71,22 @@ def run_panel(run: dict[str, Any] | None, bus: dict[str, Any]) -> Panel:
     return Panel(Group(*parts), title="run", border_style="cyan")
 
 
+def middle_ellipsis(text: str, width: int = 60) -> str:
+    """``text`` cut to ``width`` characters by dropping its middle (a path
+    keeps its start and its file name)."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
+
+
 def workers_table(workers: list[dict[str, Any]]) -> Table:
+    """Workers not stopped; the stopped ones (said so, or silent 5 min) are counted in the title."""
+    stopped = sum(1 for w in workers if w.get("status") == "stopped")
+    workers = [w for w in workers if w.get("status") != "stopped"]
     t = Table(
-        title=f"workers ({sum(w['healthy'] for w in workers)} healthy of {len(workers)})",
+        title=f"workers ({sum(w['healthy'] for w in workers)} healthy of {len(workers)}"
+        + (f"; {stopped} stopped, not shown)" if stopped else ")"),
         box=box.SIMPLE,
         title_justify="left",
     )
@@ -89,7 +104,7 @@ def workers_table(workers: list[dict[str, Any]]) -> Table:
             w["device"],
             w["version"],
             w["state"],
-            (w.get("current_job") or "—")[:12],
+            middle_ellipsis(w.get("current_job") or "—"),
             str(w.get("jobs_done", 0)),
             f"{w.get('rows_per_s_observed') or w.get('rows_per_s') or 0:,.1f}",
             "never" if age is None else f"{age:.1f} s",
@@ -98,8 +113,11 @@ def workers_table(workers: list[dict[str, Any]]) -> Table:
     return t
 
 
-def failed_table(failed: list[dict[str, Any]], total: int) -> Table:
-    t = Table(title=f"failures ({total})", box=box.SIMPLE, title_justify="left")
+def failed_table(failed: list[dict[str, Any]], total: int, scan_errors: list[dict[str, Any]] | None = None) -> Table:
+    """Dead letters (``total`` in the stream) and the run's scan errors."""
+    scan = scan_errors or []
+    title = f"failures ({total} dead-lettered" + (f", {len(scan)} scan errors)" if scan else ")")
+    t = Table(title=title, box=box.SIMPLE, title_justify="left")
     t.add_column("when")
     t.add_column("path")
     t.add_column("reason", overflow="fold")
@@ -107,6 +125,8 @@ def failed_table(failed: list[dict[str, Any]], total: int) -> Table:
     for f in failed[:10]:
         when = time.strftime("%H:%M:%S", time.localtime(f.get("ts_ms", 0) / 1000))
         t.add_row(when, str(f.get("path") or f.get("job_id")), str(f.get("reason")), str(f.get("attempts")))
+    for f in scan[:10]:
+        t.add_row("scan", str(f.get("path")), str(f.get("reason")), "—")
     return t
 
 
@@ -119,7 +139,11 @@ def render(snapshot: dict[str, Any]) -> RenderableType:
         parts.append(Text(f"Redis: {bus.get('error', 'not configured (pass --redis-url)')}", style="red"))
         return Group(*parts)
     parts.append(workers_table(snapshot.get("workers") or []))
-    parts.append(failed_table(snapshot.get("failed") or [], int(bus.get("failed") or 0)))
+    parts.append(
+        failed_table(
+            snapshot.get("failed") or [], int(bus.get("failed") or 0), (status.get("run") or {}).get("scan_errors")
+        )
+    )
     lanes = Table(title="lanes", box=box.SIMPLE, title_justify="left")
     for col in ("lane", "waiting", "in flight", "retry later"):
         lanes.add_column(col, justify="left" if col == "lane" else "right")

@@ -1,8 +1,15 @@
 """The end of a run, stated once: what was done, skipped, failed (with
-reasons) and left pending, and the exit status scripts rely on.
+reasons) and left pending, the inputs the scan could not read, and the exit
+status scripts rely on.
 
-Exit status: 0 every job done; 1 at least one job dead-lettered; 2 the run
-failed (an error in the manager or the clusterer); 130 interrupted.
+"Failed" counts the plan's jobs that were dead-lettered, the same figure as
+``manager status`` and the dashboard; inputs the scan could not read are
+not jobs of the plan and are counted apart, as "scan errors".
+
+Exit status (the whole table is in docs/manager.md): 0 every job done; 1 at
+least one job dead-lettered or an input unreadable; 2 the run failed (an
+error in the manager or the clusterer); 130 interrupted. Start-up failures
+of the commands have their own codes (``manager.startup``).
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ class RunSummary:
     """Jobs that needed no computing: done before this run, or whose output
     a worker found already up to date."""
     failed: list[dict[str, Any]] = field(default_factory=list)
+    """The plan's dead-lettered jobs, with their reasons."""
+    scan_errors: list[dict[str, Any]] = field(default_factory=list)
+    """Inputs the scan could not read (not jobs of the plan), with reasons."""
     pending: int = 0
     """Jobs still queued when the run ended (interrupted, or cluster-now)."""
     rows: int = 0
@@ -42,6 +52,10 @@ class RunSummary:
     error: str | None = None
     cluster: dict[str, Any] | None = None
     throughput: dict[str, float] = field(default_factory=dict)
+    """Rows per busy second per device class: rows ÷ the seconds its workers
+    held jobs (``manager.throughput``)."""
+    worker_throughput: dict[str, float] = field(default_factory=dict)
+    """Rows per busy second per worker."""
     bookkeeping_us_per_job: float | None = None
 
     @property
@@ -50,7 +64,7 @@ class RunSummary:
             return EXIT_INTERRUPTED
         if self.status == "error":
             return EXIT_ERROR
-        return EXIT_DEAD_LETTERS if self.failed else EXIT_OK
+        return EXIT_DEAD_LETTERS if self.failed or self.scan_errors else EXIT_OK
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "exit_code": self.exit_code}
@@ -60,16 +74,17 @@ class RunSummary:
         lines = [
             f"run {self.run_id}: {self.status.upper()} in {self.seconds:.1f} s (exit status {self.exit_code})",
             f"  jobs planned {self.planned}: done {self.done}, skipped {self.skipped}, "
-            f"failed {len(self.failed)}, pending {self.pending}",
+            f"failed {len(self.failed)}, pending {self.pending}; scan errors {len(self.scan_errors)}",
             f"  rows embedded {self.rows}: model calls {self.model_calls}, reused {self.rows_reused}",
         ]
         if self.throughput:
-            speeds = ", ".join(f"{k} {v:.0f} rows/s" for k, v in sorted(self.throughput.items()))
-            lines.append(f"  throughput by device class: {speeds}")
-        for f in self.failed[:max_failures]:
-            lines.append(f"  FAILED {f.get('path') or f.get('job_id')}: {f.get('reason')}")
-        if len(self.failed) > max_failures:
-            lines.append(f"  ... and {len(self.failed) - max_failures} more (see {self.run_dir}/summary.json)")
+            speeds = ", ".join(f"{k} {v:,.1f}" for k, v in sorted(self.throughput.items()))
+            lines.append(f"  rows per busy second by device class: {speeds}")
+        problems = [("FAILED", f) for f in self.failed] + [("SCAN ERROR", f) for f in self.scan_errors]
+        for label, f in problems[:max_failures]:
+            lines.append(f"  {label} {f.get('path') or f.get('job_id')}: {f.get('reason')}")
+        if len(problems) > max_failures:
+            lines.append(f"  ... and {len(problems) - max_failures} more (see {self.run_dir}/summary.json)")
         if self.error:
             lines.append(f"  error: {self.error}")
         if self.cluster is not None:

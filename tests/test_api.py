@@ -133,7 +133,7 @@ def test_metrics_are_prometheus_text(client: TestClient) -> None:
             name, value = line.rsplit(" ", 1)
             samples[name] = float(value)
     assert samples["embedfleet_bus_up"] == 1
-    assert samples['embedfleet_bus_jobs{counter="dead"}'] == 1
+    assert samples['embedfleet_bus_jobs{state="dead"}'] == 1 and samples['embedfleet_bus_jobs_total{event="done"}'] == 1
     assert samples['embedfleet_worker_healthy{device="cpu",host="hostA",kind="rust",worker="w-1"}'] == 1
     assert samples['embedfleet_run_stage{stage="embedding"}'] == 1
     assert samples["embedfleet_run_progress_ratio"] == 0.5

@@ -102,14 +102,16 @@ def test_requeue_failed_command(
     assert "2 dead-lettered jobs requeued" in capsys.readouterr().out
 
 
-def test_commands_need_a_redis_url(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_commands_need_a_redis_url(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.delenv("EMBEDFLEET_REDIS_URL", raising=False)
-    with pytest.raises(SystemExit, match="--redis-url"):
-        manager_main(["pause"])
+    assert manager_main(["pause"]) == 2  # a usage error, not 1 ("a job was dead-lettered")
+    assert "error: no Redis: pass --redis-url" in capsys.readouterr().err
 
 
 def test_unreachable_redis_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     from tests.conftest import free_port
 
-    rc = manager_main(["pause", "--redis-url", f"redis://127.0.0.1:{free_port()}/0"])
-    assert rc == 2 and "Redis unavailable" in capsys.readouterr().err
+    port = free_port()
+    rc = manager_main(["pause", "--redis-url", f"redis://127.0.0.1:{port}/0"])
+    err = capsys.readouterr().err
+    assert rc == 75 and f"cannot reach Redis at redis://127.0.0.1:{port}/0 (Redis unavailable" in err

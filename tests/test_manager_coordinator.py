@@ -286,8 +286,10 @@ def test_a_run_scans_the_input_tree_itself(settings: RedisSettings, tmp_path: Pa
     )
     summary = co.run()
     assert summary.planned == len(paths) and summary.done == len(paths)
-    assert [f["path"] for f in summary.failed] == [str(broken.relative_to(data))]
-    assert summary.exit_code == EXIT_DEAD_LETTERS  # an unreadable input is a failure of the run
+    # An unreadable input is no job of the plan: a scan error, counted apart from failed jobs.
+    assert summary.failed == [] and [f["path"] for f in summary.scan_errors] == [str(broken.relative_to(data))]
+    assert "failed 0, pending 0; scan errors 1" in summary.render()
+    assert summary.exit_code == EXIT_DEAD_LETTERS  # but it still makes the run's exit status non-zero
     recs = journal(co)
     assert any(r["type"] == "scan_error" and r["level"] == "error" for r in recs)
     scan = next(r for r in recs if r["type"] == "scan_finished")

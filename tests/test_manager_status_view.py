@@ -26,7 +26,8 @@ def state(tmp_path: Path) -> Path:
             "stage": "embedding",
             "progress": 0.25,
             "eta_s": 3725,
-            "jobs": {"planned": 8, "done": 1, "failed": 1, "pending": 6, "skipped": 3},
+            "jobs": {"planned": 8, "done": 1, "failed": 1, "pending": 6, "skipped": 3, "scan_errors": 1},
+            "scan_errors": [{"path": "chains/2024-01/s/broken.parquet", "reason": "not a parquet file"}],
             "rows": 12345,
             "rows_per_s": 678.9,
             "throughput": {"classes": {"python/mps": 500.0, "rust/cpu": 178.9}},
@@ -53,14 +54,16 @@ def test_status_shows_run_workers_failures_and_lanes(
         "2/8 jobs (25.0%)",
         "ETA 1h 2m",
         "skipped 3",
-        "python/mps 500 rows/s",
+        "python/mps 500.0",
+        "failed 1  scan errors 1",
         "workers (1 healthy of 1)",
         "w-1",
         "hostA",
         "rust",
         "cpu",
-        "failures (1)",
+        "failures (1 dead-lettered, 1 scan errors)",
         "missing column 'text'",
+        "chains/2024-01/s/broken.parquet",
         "default",
     ):
         assert expected in text, expected
@@ -86,3 +89,23 @@ def test_status_json_is_the_dashboard_snapshot(
     snap = json.loads(capsys.readouterr().out)
     assert set(snap) == {"status", "workers", "failed", "throughput"}
     assert snap["status"]["run"]["stage"] == "embedding" and snap["workers"][0]["worker_id"] == "w-1"
+
+
+def test_stopped_workers_are_counted_not_listed_and_paths_keep_both_ends(
+    settings: RedisSettings, transport: RedisTransport, tmp_path: Path
+) -> None:
+    from bus.transport import WorkerRecord
+
+    populate(transport)
+    long_path = "chains/2024-01/" + "a-very-long-subreddit-name-" * 3 + "/part-0042.parquet"
+    transport.heartbeat(
+        WorkerRecord("w-busy", "hostB", 7, "python", "mps", "0.1.0", ["default"], current_job=long_path)
+    )
+    transport.heartbeat(WorkerRecord("w-gone", "hostC", 8, "rust", "cpu", "0.1.0", ["default"], state="stopped"))
+    state(tmp_path)
+    text = draw(settings, tmp_path)
+    assert "workers (2 healthy of 2; 1 stopped, not shown)" in text
+    assert "w-gone" not in text
+    assert status_view.middle_ellipsis(long_path) in text
+    shown = status_view.middle_ellipsis(long_path)
+    assert shown.startswith("chains/2024-01/") and shown.endswith("part-0042.parquet") and len(shown) == 60

@@ -56,25 +56,21 @@ def test_job_usage_takes_what_the_worker_reports() -> None:
 
 def test_throughput_buckets_per_worker_and_class() -> None:
     t = Throughput(bucket_s=5.0)
-    t.add("a", "python/mps", 100, ts_s=1000.0)
-    t.add("b", "python/mps", 50, ts_s=1001.0)
-    t.add("c", "rust/cpu", 30, ts_s=1007.0)
+    t.add("a", "python/mps", 100, end_s=1000.0)  # no seconds known: counted where it ended
+    t.add("b", "python/mps", 50, seconds=0.0, end_s=1001.0)
+    t.add("c", "rust/cpu", 30, seconds=2.0, end_s=1009.0)  # ran 1007-1009: inside one bucket
     s = t.series(now_s=1009.0, points=3)
     assert s["t"] == [995.0, 1000.0, 1005.0]
     assert s["workers"]["a"] == [0.0, 20.0, 0.0] and s["classes"]["python/mps"] == [0.0, 30.0, 0.0]
     assert s["classes"]["rust/cpu"] == [0.0, 0.0, 6.0]
-    # over the 9 s since the first rows (a young run is not diluted by an empty window)...
-    assert t.rates(window_s=30.0, now_s=1009.0)["classes"] == {"python/mps": 16.67, "rust/cpu": 3.33}
-    # ...and over the window once the rows are older than it
-    assert t.rates(window_s=5.0, now_s=1014.0)["classes"] == {"rust/cpu": 6.0}
-    assert t.rates(window_s=5.0, now_s=2000.0) == {"workers": {}, "classes": {}}
     assert s["totals"]["classes"] == {"python/mps": 150, "rust/cpu": 30}
+    assert t.busy_rates()["classes"] == {"python/mps": 0.0, "rust/cpu": 15.0}  # no busy time, no rate
 
 
 def test_old_buckets_are_dropped() -> None:
     t = Throughput(bucket_s=1.0, keep=3)
     for i in range(10):
-        t.add("a", "x/y", 1, ts_s=float(i))
+        t.add("a", "x/y", 1, end_s=float(i))
     assert sum(t.series(now_s=9.5, points=10)["workers"]["a"]) == 3.0
     assert t.series(now_s=9.5)["totals"]["workers"]["a"] == 10
 

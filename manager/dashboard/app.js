@@ -24,6 +24,12 @@ function fmtDuration(s) {
   return h ? `${h}h ${m}m` : m ? `${m}m ${sec}s` : `${sec}s`;
 }
 function fmtTime(ms) { return ms ? new Date(ms).toLocaleTimeString() : "—"; }
+// A long path keeps its start and its file name: "chains/2024-01/…/part-0042.parquet".
+function middleEllipsis(text, width) {
+  if (!text || text.length <= width) return text || "";
+  const head = Math.floor((width - 1) / 2);
+  return `${text.slice(0, head)}…${text.slice(text.length - (width - 1 - head))}`;
+}
 
 function cell(row, text, cls) {
   const td = document.createElement("td");
@@ -63,7 +69,22 @@ function renderRun(run) {
   $("n-skipped").textContent = fmtInt(jobs.skipped);
   $("n-pending").textContent = fmtInt((jobs.pending || 0) + (jobs.lost || 0));
   $("n-failed").textContent = fmtInt(jobs.failed);
+  $("n-scan-errors").textContent = fmtInt(jobs.scan_errors);
   $("btn-cluster-now").disabled = !(run && run.cluster_available && run.stage === "embedding");
+  renderEnded(run);
+}
+
+// When the run is over the page says so, and keeps the final state once the
+// manager has exited (the event stream then ends: no "reconnecting").
+let runEnded = false;
+function renderEnded(run) {
+  const box = $("ended");
+  runEnded = Boolean(run && run.final);
+  if (!runEnded) { box.classList.add("hidden"); return; }
+  const when = run.ended_ms ? ` at ${fmtTime(run.ended_ms)}` : "";
+  box.textContent = `The run ended${when}: ${run.stage}. This page shows its final state; `
+    + "it stays here after the manager exits.";
+  box.className = `ended ${run.stage}`;
 }
 
 function renderBus(bus) {
@@ -84,10 +105,17 @@ function renderBus(bus) {
   });
 }
 
-function renderWorkers(workers) {
+function renderWorkers(all) {
+  // Stopped workers (said so, or silent for 5 min) are counted, not listed.
+  const workers = all.filter((w) => w.status !== "stopped");
+  const stopped = all.filter((w) => w.status === "stopped");
   const healthy = workers.filter((w) => w.healthy).length;
   $("workers-count").textContent = `${healthy} healthy of ${workers.length}`;
   $("workers-empty").classList.toggle("hidden", workers.length > 0);
+  $("workers-empty").textContent = all.length ? "No worker is running." : "No worker has registered yet.";
+  $("workers-stopped").classList.toggle("hidden", stopped.length === 0);
+  $("workers-stopped").textContent = `${stopped.length} stopped worker${stopped.length === 1 ? "" : "s"} not shown: `
+    + stopped.map((w) => w.worker_id).slice(0, 10).join(", ") + (stopped.length > 10 ? ", …" : "");
   fillTable("workers", workers, (tr, w) => {
     tr.className = w.healthy ? "healthy" : "unhealthy";
     tr.dataset.worker = w.worker_id;
@@ -96,19 +124,26 @@ function renderWorkers(workers) {
     dot.title = w.healthy ? "healthy" : "no recent heartbeat";
     cell(tr, "").appendChild(dot);
     cell(tr, w.worker_id); cell(tr, w.host); cell(tr, w.kind); cell(tr, w.device); cell(tr, w.version);
-    cell(tr, w.state); cell(tr, w.current_job ? w.current_job.slice(0, 12) : "—");
+    cell(tr, w.state);
+    const job = cell(tr, w.current_job ? middleEllipsis(w.current_job, 64) : "—", "path");
+    if (w.current_job) job.title = w.current_job;
     cell(tr, fmtInt(w.jobs_done), "num");
     cell(tr, fmtRate(w.rows_per_s_observed || w.rows_per_s), "num");
     cell(tr, w.heartbeat_age_s === null ? "never" : `${w.heartbeat_age_s.toFixed(1)} s ago`, "num");
   });
 }
 
-function renderFailed(failed, total) {
-  $("failed-count").textContent = total ? `${total}` : "";
-  $("failed-empty").classList.toggle("hidden", failed.length > 0);
-  fillTable("failed", failed, (tr, f) => {
-    cell(tr, fmtTime(f.ts_ms)); cell(tr, f.path || f.job_id || "?"); cell(tr, f.reason, "reason");
-    cell(tr, String(f.attempts), "num"); cell(tr, f.worker);
+// Dead letters (from the bus) and the run's scan errors (inputs it could not read).
+function renderFailed(failed, total, scanErrors) {
+  const parts = [];
+  if (total) parts.push(`${total} dead-lettered`);
+  if (scanErrors.length) parts.push(`${scanErrors.length} scan error${scanErrors.length === 1 ? "" : "s"}`);
+  $("failed-count").textContent = parts.join(", ");
+  const rows = [...failed, ...scanErrors.map((e) => ({ ...e, scan: true }))];
+  $("failed-empty").classList.toggle("hidden", rows.length > 0);
+  fillTable("failed", rows, (tr, f) => {
+    cell(tr, f.scan ? "scan" : fmtTime(f.ts_ms)); cell(tr, f.path || f.job_id || "?"); cell(tr, f.reason, "reason");
+    cell(tr, f.scan ? "—" : String(f.attempts), "num"); cell(tr, f.scan ? "scanner" : f.worker);
   });
 }
 
@@ -181,7 +216,7 @@ function render(snap) {
   renderRun(status.run);
   renderBus(status.bus || {});
   renderWorkers(snap.workers || []);
-  renderFailed(snap.failed || [], (status.bus || {}).failed || 0);
+  renderFailed(snap.failed || [], (status.bus || {}).failed || 0, (status.run && status.run.scan_errors) || []);
   const tp = snap.throughput || {};
   drawChart("chart-workers", "legend-workers", tp.t, tp.workers);
   drawChart("chart-classes", "legend-classes", tp.t, tp.classes);
@@ -218,7 +253,15 @@ function connect() {
   source.addEventListener("open", () => { $("conn").textContent = "live"; $("conn").className = "conn on"; });
   source.addEventListener("snapshot", (e) => render(JSON.parse(e.data)));
   source.addEventListener("bus_unavailable", (e) => renderBus({ reachable: false, error: JSON.parse(e.data).error }));
-  source.addEventListener("error", () => { $("conn").textContent = "reconnecting…"; $("conn").className = "conn off"; });
+  source.addEventListener("error", () => {
+    if (runEnded) {  // the manager exited after the run: keep the final state, stop retrying
+      source.close();
+      $("conn").textContent = "manager exited · final state";
+      $("conn").className = "conn off";
+      return;
+    }
+    $("conn").textContent = "reconnecting…"; $("conn").className = "conn off";
+  });
 }
 
 document.querySelectorAll("#actions button").forEach((b) => b.addEventListener("click", () => act(b)));
