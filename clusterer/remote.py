@@ -2,7 +2,8 @@
 
 The host runs, from a checkout of this repository::
 
-    rq worker -S json --url redis://HOST:6379/0 embedfleet-cluster
+    EMBEDFLEET_REDIS_URL=redis://HOST:6379/0 EMBEDFLEET_REDIS_PASSWORD=… \
+        rq worker -c deploy.rq_settings -S json embedfleet-cluster
 
 The job travels as JSON (RQ's JSON serializer, no pickle on the wire): the
 configuration as a plain dict, the function by its dotted name. Paths are the
