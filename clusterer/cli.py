@@ -1,4 +1,5 @@
-"""``python -m clusterer``: cluster every embedding of a run and write a report.
+"""``python -m clusterer``: cluster every embedding of a run and write a report
+(``python -m clusterer neighbours``: the texts nearest a text, ``clusterer.neighbours``).
 
 Exit codes: 0 done; 2 bad arguments (or a run that needs --model); 3 the run is incomplete (refused);
 4 nothing to cluster; 5 the remote job failed; 6 the bus is unreachable.
@@ -76,10 +77,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--device", choices=DEVICES, default=d.device, help="cuda needs RAPIDS cuML (default %(default)s)")
     m.add_argument("--dtype", choices=DTYPES, default=d.dtype, help="storage of the reduced vectors")
+    m.add_argument(
+        "--renumber",
+        action="store_true",
+        help="number clusters from the largest down (default: keep the ids of the previous run in --out)",
+    )
+    u = p.add_argument_group("updates")
+    u.add_argument(
+        "--update",
+        action="store_true",
+        help="label the outputs new since the last clustering in --out with its fit, without refitting",
+    )
+    u.add_argument("--refit", action="store_true", help="with --update: refit anyway (ids that match are kept)")
+    u.add_argument(
+        "--refit-threshold",
+        type=float,
+        default=d.refit_threshold,
+        help="with --update: refit when more than this share of the new texts falls outside every cluster "
+        "(default %(default)s)",
+    )
     r = p.add_argument_group("report")
+    r.add_argument(
+        "--no-index",
+        dest="index",
+        action="store_false",
+        help="skip the neighbour index (`python -m clusterer neighbours` needs it)",
+    )
     r.add_argument("--top-words", type=int, default=d.top_words, help="keywords per cluster")
     r.add_argument("--representatives", type=int, default=d.representatives, help="texts shown per cluster")
-    r.add_argument("--map-points", type=int, default=d.map_points, help="points drawn on map.png (0: no map)")
+    r.add_argument(
+        "--map-points",
+        type=int,
+        default=d.map_points,
+        help="points on the map: a sample stratified by cluster, at most 100,000 (0: no map)",
+    )
     q = p.add_argument_group("remote (RQ)")
     q.add_argument(
         "--remote", action="store_true", help="enqueue on RQ for a host running `rq worker -S json embedfleet-cluster`"
@@ -125,6 +156,11 @@ def config_from_args(a: argparse.Namespace) -> ClusterConfig:
         top_words=a.top_words,
         representatives=a.representatives,
         map_points=a.map_points,
+        renumber=a.renumber,
+        index=a.index,
+        update=a.update,
+        refit=a.refit,
+        refit_threshold=a.refit_threshold,
         subreddits_list=Path(a.subreddits_list) if a.subreddits_list else None,
     )
     cfg.validate()
@@ -132,6 +168,12 @@ def config_from_args(a: argparse.Namespace) -> ClusterConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["neighbours"]:
+        from clusterer.neighbours import main as neighbours
+
+        return neighbours(args[1:])
+    argv = args
     parser = build_parser()
     a = parser.parse_args(argv)
     try:

@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bus.constants import INPUT_DIR
@@ -36,6 +37,20 @@ class AmbiguousRun(Exception):
     """The run cannot be read as given (several models, a bad checkpoint file)."""
 
 
+@dataclass(frozen=True)
+class Problem:
+    """An input (or output) that is not clustered, and why."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "reason": self.reason}
+
+
 @dataclass
 class Completeness:
     """What can be clustered, and what stands in the way of a complete run."""
@@ -43,14 +58,28 @@ class Completeness:
     model: str
     usable: list[EmbeddingPart]
     inputs: int
-    missing: list[str] = field(default_factory=list)
+    failed: list[Problem] = field(default_factory=list)
+    """Inputs not (fully) embedded and outputs that cannot be read, each with its reason."""
     ignored: list[str] = field(default_factory=list)
     queued_jobs: int = 0
     dead_jobs: int = 0
 
     @property
+    def missing(self) -> list[str]:
+        return [str(p) for p in self.failed]
+
+    @property
     def complete(self) -> bool:
-        return not self.missing and self.queued_jobs == 0
+        return not self.failed and self.queued_jobs == 0
+
+    def explain(self, dead_letters: dict[str, str]) -> None:
+        """Replace "no output" by the reason its job was dead-lettered, where the bus knows it."""
+        for i, p in enumerate(self.failed):
+            why = dead_letters.get(p.path)
+            if why is not None:
+                prefix = f"{p.path}: "
+                why = why[len(prefix) :] if why.startswith(prefix) else why
+                self.failed[i] = Problem(p.path, f"dead-lettered: {why}")
 
     @property
     def rows(self) -> int:
@@ -137,13 +166,22 @@ def cover(parts: list[EmbeddingPart], rows: int) -> tuple[list[EmbeddingPart], l
     return chosen, gaps
 
 
+def unreadable_input(path: Path) -> str | None:
+    """Why an input is not a readable Parquet file (its footer), or None when it is."""
+    try:
+        pq.ParquetFile(path).close()
+    except (OSError, pa.ArrowException) as e:
+        return f"no output: the input is not a readable Parquet file ({str(e).splitlines()[0][:200]})"
+    return None
+
+
 def check_file(input_root: Path, rel: str, parts: list[EmbeddingPart], model: str) -> tuple[list[EmbeddingPart], str]:
     """Usable outputs of one input file, and what is missing ('' when nothing)."""
     fp = fingerprint(input_root / rel)
     current = [p for p in parts if p.model == model and p.fingerprint == fp]
     if not current:
         if not parts:
-            return [], "no output"
+            return [], unreadable_input(input_root / rel) or "no output"
         if any(p.fingerprint == fp for p in parts):
             return [], f"output made by another model (not {model})"
         return [], "stale output (input changed since it was embedded)"
@@ -156,6 +194,12 @@ def check_file(input_root: Path, rel: str, parts: list[EmbeddingPart], model: st
     return chosen, "; ".join(gaps)
 
 
+def _split(broken: str) -> tuple[str, str]:
+    """``(path, reason)`` of a catalog's "<path>: <problem>" line."""
+    path, _, why = broken.partition(": ")
+    return path, f"unreadable output ({why})" if why else "unreadable output"
+
+
 def check(input_root: Path, catalog: Catalog, model: str, subreddits: list[str] | None) -> Completeness:
     """Compare the inputs with the outputs (file-based; the bus is asked separately)."""
     inputs = list_inputs(input_root, subreddits)
@@ -163,7 +207,7 @@ def check(input_root: Path, catalog: Catalog, model: str, subreddits: list[str] 
     for p in catalog.parts:
         by_input[p.input_path].append(p)
     result = Completeness(model=model, usable=[], inputs=len(inputs))
-    result.missing.extend(f"{b} (unreadable output)" for b in catalog.broken)
+    result.failed.extend(Problem(*_split(b)) for b in catalog.broken)
     for rel in inputs:
         try:
             usable, problem = check_file(input_root, rel, by_input.pop(rel, []), model)
@@ -171,7 +215,7 @@ def check(input_root: Path, catalog: Catalog, model: str, subreddits: list[str] 
             usable, problem = [], f"cannot read the input ({e.strerror or e})"
         result.usable.extend(usable)
         if problem:
-            result.missing.append(f"{rel}: {problem}")
+            result.failed.append(Problem(rel, problem))
     for rel, parts in sorted(by_input.items()):
         result.ignored.extend(f"{p.rel}: its input {rel} is gone or not selected" for p in parts)
     return result

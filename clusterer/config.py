@@ -74,6 +74,17 @@ class ClusterConfig:
     top_words: int = 10
     representatives: int = 5
     map_points: int = 15_000
+    index: bool = True
+    """Build the neighbour index of every distinct text (``clusterer.ann``)."""
+    renumber: bool = False
+    """Number clusters from the largest down, ignoring the ids of the previous run in ``out``."""
+    update: bool = False
+    """Label the texts new since the last clustering in ``out`` without refitting (``clusterer.update``)."""
+    refit: bool = False
+    """With ``update``: refit anyway."""
+    refit_threshold: float = 0.2
+    """With ``update``: refit when more than this share of the new texts fell outside every cluster."""
+    """Number clusters from the largest down, ignoring the ids of the previous run in ``out``."""
     subreddits_list: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -99,6 +110,8 @@ class ClusterConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
         if self.min_cluster_size is not None and self.min_cluster_size < 2:
             raise ValueError("--min-cluster-size must be at least 2")
+        if not 0.0 <= self.refit_threshold <= 1.0:
+            raise ValueError("--refit-threshold is a share of the new texts, between 0 and 1")
         if self.min_samples is not None and self.min_samples < 1:
             raise ValueError("--min-samples must be at least 1")
 

@@ -53,16 +53,19 @@ class Distinct:
         """A per-text array spread to every row."""
         return values[self.of_row]
 
-    def text_key_hex(self) -> pl.Series:
-        """Each row's text key as 32 lowercase hex digits (as the reuse store
-        names it); null for rows identified by their vector."""
+    def key_hex(self) -> pl.Series:
+        """Each distinct text's key as 32 lowercase hex digits (as the reuse store
+        names it); null for texts identified by their vector."""
         width = self.keys.shape[1]
         per_text = pa.FixedSizeBinaryArray.from_buffers(
             pa.binary(width), self.texts, [None, pa.py_buffer(np.ascontiguousarray(self.keys).tobytes())]
         )
         hexed = pl.Series("text_key", per_text.cast(pa.binary())).bin.encode("hex")
-        hexed = pl.select(pl.when(pl.Series(self.by_text)).then(hexed)).to_series()
-        return hexed.gather(self.of_row).alias("text_key")
+        return pl.select(pl.when(pl.Series(self.by_text)).then(hexed)).to_series().alias("text_key")
+
+    def text_key_hex(self) -> pl.Series:
+        """Each row's text key (``key_hex`` spread to the rows)."""
+        return self.key_hex().gather(self.of_row).alias("text_key")
 
 
 def deduplicate(row_keys: RowKeys) -> Distinct:

@@ -49,7 +49,9 @@ def open_run(cfg: ClusterConfig, progress: Progress) -> Completeness:
     checkpoint = cfg.subreddits_list or cfg.input_root / CHECKPOINT_NAME
     result = check(cfg.input_root, catalog, model, read_checkpoint(checkpoint))
     if cfg.redis_url:
-        result.queued_jobs, result.dead_jobs = outstanding_jobs(cfg.redis_url, cfg.namespace)
+        bus = outstanding_jobs(cfg.redis_url, cfg.namespace)
+        result.queued_jobs, result.dead_jobs = bus.queued, bus.dead
+        result.explain(bus.reasons)
     progress.say(
         f"{result.inputs:,} inputs, {len(result.usable):,} usable outputs ({result.rows:,} rows, model {model}); "
         f"{len(result.missing):,} incomplete"

@@ -28,16 +28,34 @@ def _publish(tmp: Path, path: Path) -> None:
     tmp.replace(path)
 
 
-def write_clusters(path: Path, keys: pl.DataFrame, labels: np.ndarray, probs: np.ndarray, outlier: np.ndarray) -> None:
+def publish_file(tmp: Path, path: Path) -> None:
+    """Make a fully written hidden temporary file ``path`` (fsynced, renamed into place)."""
+    _publish(tmp, path)
+
+
+def write_clusters(
+    path: Path,
+    keys: pl.DataFrame,
+    labels: np.ndarray,
+    probs: np.ndarray,
+    outlier: np.ndarray,
+    levels: dict[str, np.ndarray] | None = None,
+    similarity: np.ndarray | None = None,
+) -> None:
     """``clusters.parquet``: one row per embedded row: the row key (with
     ``text_key`` and ``multiplicity`` when given), ``cluster`` (-1
-    unclustered), ``probability`` and ``outlier`` (HDBSCAN placed the point in
-    no dense region). Rows of one text share all three."""
+    unclustered), the topic of each tree level above it (``levels``, broadest
+    first; -1 unclustered), ``probability`` and ``outlier`` (HDBSCAN placed
+    the point in no dense region) and ``similarity`` (cosine to the cluster's
+    centroid; NaN for noise and outliers). Rows of one text share all of them."""
+    tree = {name: pl.Series(values, dtype=pl.Int32) for name, values in (levels or {}).items()}
     table = keys.with_columns(
         pl.col("input_path").cast(pl.String),
         cluster=pl.Series(labels, dtype=pl.Int32),
+        **tree,
         probability=pl.Series(probs, dtype=pl.Float32),
         outlier=pl.Series(outlier, dtype=pl.Boolean),
+        **({} if similarity is None else {"similarity": pl.Series(similarity, dtype=pl.Float32)}),
     )
     tmp = _tmp(path)
     table.write_parquet(tmp, compression="zstd", statistics=True)

@@ -32,10 +32,12 @@ from clusterer.config import ClusterConfig
 from clusterer.distinct import Distinct, deduplicate
 from clusterer.fit import SampleClusters, cluster_sample, relabel_by_size, run_min_cluster_size
 from clusterer.gate import open_run
+from clusterer.outputs import CLUSTERS_FILE
 from clusterer.progress import Progress
 from clusterer.reader import gather, read_keys, stream
 from clusterer.reduce import Pca, fit_pca, identity_pca
-from clusterer.summary import write_results
+from clusterer.results import write_results
+from clusterer.stable import IdMatch, match_ids, previous_labels
 from clusterer.textkeys import row_keys
 
 
@@ -52,7 +54,11 @@ class Labelled:
     sample: SampleClusters
     pca: Pca
     sample_reduced: np.ndarray
-    """The sample's PCA coordinates (the map is drawn from them)."""
+    """The sample's PCA coordinates."""
+    reduced: np.ndarray
+    """Every point's PCA coordinates (the map's points are laid out from them)."""
+    ids: IdMatch | None = None
+    """How the clusters were numbered against the previous run in ``--out`` (None: from the largest down)."""
 
 
 def choose_sample(n: int, size: int, seed: int) -> np.ndarray:
@@ -122,7 +128,24 @@ def label_points(
             cfg.seed,
             progress,
         )
-    return Labelled(relabel_by_size(labels), probs, outlier, index, fitted, pca, base)
+    return Labelled(relabel_by_size(labels), probs, outlier, index, fitted, pca, base, reduced)
+
+
+def keep_ids(cfg: ClusterConfig, distinct: Distinct, result: Labelled, progress: Progress) -> None:
+    """Give the clusters the ids of the previous run's (``clusterer.stable``), unless ``--renumber``."""
+    if cfg.renumber:
+        return
+    previous = previous_labels(cfg.out / CLUSTERS_FILE, distinct)
+    if previous is None:
+        return
+    with progress.step("matching clusters to the previous run's ids"):
+        result.ids = match_ids(result.labels, previous)
+        result.labels = result.ids.labels
+        m = result.ids
+        progress.say(
+            f"  {m.kept} cluster(s) keep their previous id, {m.new} new; "
+            f"{len(m.retired)} of the previous {m.previous_clusters} retired"
+        )
 
 
 def run(cfg: ClusterConfig, progress: Progress | None = None) -> dict[str, Any]:
@@ -135,14 +158,25 @@ def run(cfg: ClusterConfig, progress: Progress | None = None) -> dict[str, Any]:
     parts = run_state.usable
     backend = select_backend(cfg.device)
     distinct = distinct_texts(cfg, parts, progress)
+    if cfg.update:
+        from clusterer.update import update
+
+        updated = update(cfg, run_state, distinct, progress)
+        if updated is not None:
+            return finish(updated, cfg, started, progress)
     progress.say(
         f"clustering {distinct.texts:,} distinct texts on {backend.name}; "
         f"smallest cluster {run_min_cluster_size(cfg, distinct.texts):,} texts"
     )
     result = label_points(backend, cfg, parts, distinct, progress)
+    keep_ids(cfg, distinct, result, progress)
     with progress.step("reading row keys"):
         keys = read_keys(parts)
     summary = write_results(cfg, backend, run_state, parts, keys, distinct, result, progress)
+    return finish(summary, cfg, started, progress)
+
+
+def finish(summary: dict[str, Any], cfg: ClusterConfig, started: float, progress: Progress) -> dict[str, Any]:
     summary["seconds"] = round(time.time() - started, 1)
     progress.say(
         f"{summary['clusters']} clusters, {100 * summary['noise_share']:.1f}% of rows unclustered; "

@@ -19,8 +19,9 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from clusterer.ann import IndexBuilder
 from clusterer.catalog import EmbeddingPart
-from clusterer.keywords import class_tfidf
+from clusterer.keywords import Keywords, describe
 from clusterer.progress import Progress
 from clusterer.reader import stream
 
@@ -40,13 +41,21 @@ class ClusterProfile:
     mean_probability: float
     """Mean HDBSCAN membership strength over the cluster's distinct texts."""
     keywords: list[tuple[str, float]]
+    keywords_from: str
+    """``words`` (c-TF-IDF), ``texts`` (its most frequent texts) or ``none`` (texts unreadable)."""
     representatives: list[dict[str, object]]
 
 
 def centroid_similarity(
-    parts: list[EmbeddingPart], labels: np.ndarray, rows: np.ndarray, progress: Progress
-) -> np.ndarray:
-    """Cosine of every point to its cluster's centroid (NaN where the label is -1).
+    parts: list[EmbeddingPart],
+    labels: np.ndarray,
+    rows: np.ndarray,
+    progress: Progress,
+    index: IndexBuilder | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine of every point to its cluster's centroid (NaN where the label is -1), and the
+    unit centroids ``(max(k, 1), dim)``. With ``index``, the same two passes train it and add every
+    point to it (``clusterer.ann``).
 
     Point ``i`` is the embedding at sorted global row ``rows[i]`` (one per
     distinct text). Callers pass -1 for outliers too, so centroids are those
@@ -60,8 +69,12 @@ def centroid_similarity(
         keep = np.flatnonzero(lab >= 0)
         onehot = sp.csr_matrix((np.ones(len(keep)), (lab[keep], keep)), shape=(len(sums), len(arr)))
         sums[:] += onehot @ arr.astype(np.float64)
+        if index is not None:
+            index.offer(offset, arr)
 
     stream(parts, add, progress, "centroids", select=rows)
+    if index is not None:
+        index.train()
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
     centres = (sums / np.where(norms == 0, 1.0, norms)).astype(np.float32)
     sims = np.full(len(labels), np.nan, dtype=np.float32)
@@ -70,9 +83,11 @@ def centroid_similarity(
         lab = labels[offset : offset + len(arr)]
         keep = lab >= 0
         sims[offset : offset + len(arr)][keep] = (arr[keep] * centres[lab[keep]]).sum(1)
+        if index is not None:
+            index.add(offset, arr)
 
     stream(parts, score, progress, "similarity to centroids", select=rows)
-    return sims
+    return sims, centres
 
 
 def representative_candidates(labels: np.ndarray, sims: np.ndarray, per_cluster: int) -> np.ndarray:
@@ -103,8 +118,9 @@ def build_profiles(
     texts: pl.DataFrame,
     top_words: int,
     representatives: int,
-) -> tuple[list[ClusterProfile], list[tuple[str, float]]]:
-    """Profiles of every cluster (largest first) and the keywords of the noise.
+) -> tuple[list[ClusterProfile], list[tuple[str, float]], dict[int, list[tuple[str, int]]]]:
+    """Profiles of every cluster (by id), the keywords of the noise, and the keyword texts
+    of every class (``class_documents``).
 
     ``labels``, ``probs``, ``multiplicity`` and ``sims`` are per distinct
     text; ``texts`` has ``index`` (distinct text), ``input_path``, ``row``,
@@ -115,17 +131,16 @@ def build_profiles(
         similarity=pl.Series(sims[at]),
         rows=pl.Series(multiplicity[at], dtype=pl.Int64),
     )
-    docs: dict[int, list[str]] = {}
-    for (c,), g in texts.filter(pl.col("text").is_not_null()).partition_by("cluster", as_dict=True).items():
-        docs[int(c)] = g["text"].unique(maintain_order=True).to_list()
-    keywords = class_tfidf(docs, top_words)
     member = labels >= 0
     k = int(labels[member].max()) + 1 if member.any() else 0
+    ids = np.unique(labels[member]).tolist()  # ids kept from an earlier run may leave gaps
+    docs = class_documents(texts, "cluster")
+    keywords = describe(docs, [*([-1] if -1 in docs else []), *ids], top_words)
     text_counts = np.bincount(labels[member], minlength=k)
     row_counts = np.bincount(labels[member], weights=multiplicity[member], minlength=k)
     prob_sums = np.bincount(labels[member], weights=probs[member], minlength=k)
     profiles = []
-    for c in range(k):
+    for c in ids:
         members = texts.filter((pl.col("cluster") == c) & pl.col("similarity").is_not_nan())
         profiles.append(
             ClusterProfile(
@@ -133,11 +148,21 @@ def build_profiles(
                 rows=int(row_counts[c]),
                 texts=int(text_counts[c]),
                 mean_probability=round(float(prob_sums[c] / max(text_counts[c], 1)), 4),
-                keywords=keywords.get(c, []),
+                keywords=keywords[c].words,
+                keywords_from=keywords[c].source,
                 representatives=_distinct(members.sort("similarity", descending=True), representatives),
             )
         )
-    return profiles, keywords.get(-1, [])
+    return profiles, keywords.get(-1, Keywords([], "none")).words, docs
+
+
+def class_documents(texts: pl.DataFrame, by: str) -> dict[int, list[tuple[str, int]]]:
+    """Each class's distinct texts with the rows they stand for (``texts`` has ``text``, ``rows``)."""
+    docs: dict[int, list[tuple[str, int]]] = {}
+    known = texts.filter(pl.col("text").is_not_null()).unique("text", maintain_order=True)
+    for (c,), g in known.partition_by(by, as_dict=True).items():
+        docs[int(c)] = list(zip(g["text"].to_list(), g["rows"].to_list(), strict=True))
+    return docs
 
 
 def _distinct(members: pl.DataFrame, n: int) -> list[dict[str, object]]:

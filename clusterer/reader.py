@@ -21,10 +21,16 @@ from clusterer.progress import Progress
 BATCH_ROWS = 32_768
 
 
-def iter_embeddings(parts: list[EmbeddingPart], batch_rows: int = BATCH_ROWS) -> Iterator[tuple[int, np.ndarray]]:
-    """``(offset, float32 array)`` batches over all parts, in catalog order."""
+def iter_embeddings(
+    parts: list[EmbeddingPart], batch_rows: int = BATCH_ROWS, skip: Callable[[int, int], bool] | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``(offset, float32 array)`` batches over all parts, in catalog order; a part for which
+    ``skip(offset, rows)`` is true is not opened."""
     offset = 0
     for part in parts:
+        if skip is not None and skip(offset, part.rows):
+            offset += part.rows
+            continue
         pf = pq.ParquetFile(part.path)
         for batch in pf.iter_batches(batch_size=batch_rows, columns=["embedding"]):
             col = batch.column(0)
@@ -46,10 +52,17 @@ def stream(
     """Feed every batch to ``consume``, reporting progress.
 
     With ``select`` (sorted global row positions), only those rows are fed,
-    and ``consume`` gets their offset within ``select``."""
+    and ``consume`` gets their offset within ``select``; outputs holding none
+    of them are not read."""
     total = sum(p.rows for p in parts)
     done = 0
-    for offset, arr in iter_embeddings(parts):
+
+    def nothing_selected(offset: int, rows: int) -> bool:
+        assert select is not None
+        lo, hi = np.searchsorted(select, [offset, offset + rows])
+        return bool(hi == lo)
+
+    for offset, arr in iter_embeddings(parts, skip=nothing_selected if select is not None else None):
         done = offset + len(arr)
         if select is None:
             consume(offset, arr)

@@ -1,92 +1,30 @@
-"""Step 7: write ``clusters.parquet`` (every row with the label of its text),
-describe the clusters, draw the map, and write the summary JSON and the
-Markdown and HTML reports. Clusters are counted both in rows and in
-distinct texts."""
+"""The summary of a run (``clusters_summary.json``): counts in rows and in
+distinct texts, parameters, completeness, and per cluster and topic its
+sizes, keywords and representative texts. The reports are rendered from it
+alone (``clusterer.report``)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import polars as pl
-
-from clusterer import outputs
 from clusterer.backend import Backend
-from clusterer.catalog import EmbeddingPart
 from clusterer.completeness import Completeness
 from clusterer.config import ClusterConfig
+from clusterer.describe import Described, Outcome
 from clusterer.distinct import Distinct
 from clusterer.fit import run_min_cluster_size
-from clusterer.plot import draw_map, layout
-from clusterer.profiles import (
-    CANDIDATES_PER_REPRESENTATIVE,
-    KEYWORD_DOCS,
-    ClusterProfile,
-    build_profiles,
-    centroid_similarity,
-    keyword_sample,
-    representative_candidates,
-)
-from clusterer.progress import Progress
-from clusterer.report import render_html, render_markdown
-from clusterer.texts import fetch_texts
+from clusterer.tree import TopicTree
 
 if TYPE_CHECKING:
     from clusterer.pipeline import Labelled
 
-SUMMARY_VERSION = 2
+SUMMARY_VERSION = 3
 """2: counts in rows and in distinct texts (``texts``, per cluster ``rows``
-and ``texts`` in place of ``size``), ``identity``."""
+and ``texts`` in place of ``size``), ``identity``. 3: ``failed_inputs``,
+``keywords_from``, the ``topic_tree`` and each cluster's ``level1`` and
+``level2`` topics, ``map_points``."""
 MAX_LISTED_PROBLEMS = 200
-
-
-def texts_needed(
-    keys: pl.DataFrame, distinct: Distinct, labels: np.ndarray, sims: np.ndarray, cfg: ClusterConfig
-) -> pl.DataFrame:
-    """Row keys (with their distinct text's ``index``) of the keyword sample and the candidates."""
-    wanted = np.union1d(
-        keyword_sample(labels, KEYWORD_DOCS, cfg.seed),
-        representative_candidates(labels, sims, cfg.representatives * CANDIDATES_PER_REPRESENTATIVE),
-    )
-    return keys[distinct.first_row[wanted]].with_columns(index=pl.Series(wanted))
-
-
-def describe_clusters(
-    cfg: ClusterConfig,
-    parts: list[EmbeddingPart],
-    keys: pl.DataFrame,
-    distinct: Distinct,
-    result: Labelled,
-    progress: Progress,
-) -> tuple[list[ClusterProfile], list[tuple[str, float]]]:
-    with progress.step("centroids and representatives"):
-        core = np.where(result.outlier, -1, result.labels)
-        sims = centroid_similarity(parts, core, distinct.first_row, progress)
-    with progress.step("joining texts"):
-        wanted = texts_needed(keys, distinct, result.labels, sims, cfg)
-        texts = fetch_texts(cfg.input_root, wanted, cfg.text_column, progress)
-    with progress.step("keywords (c-TF-IDF)"):
-        return build_profiles(
-            result.labels, result.probabilities, distinct.multiplicity, sims, texts, cfg.top_words, cfg.representatives
-        )
-
-
-def draw(
-    cfg: ClusterConfig, backend: Backend, distinct: Distinct, result: Labelled, profiles: list[ClusterProfile]
-) -> str | None:
-    """Draw ``map.png`` from (part of) the sample of distinct texts; returns its file name."""
-    if cfg.map_points <= 0:
-        return None
-    pick = np.random.default_rng(cfg.seed).permutation(len(result.sample_index))[: cfg.map_points]
-    xy = layout(backend, result.sample_reduced[pick], cfg.reducer != "pca", cfg.seed)
-    names = {p.cluster: (p.keywords[0][0] if p.keywords else "") for p in profiles}
-    title = (
-        f"{len(profiles)} clusters of {distinct.texts:,} distinct texts "
-        f"({distinct.rows:,} rows; {len(pick):,} texts shown)"
-    )
-    draw_map(cfg.out / outputs.MAP_FILE, xy, result.labels[result.sample_index[pick]], names, title)
-    return outputs.MAP_FILE
 
 
 def identity(distinct: Distinct) -> dict[str, Any]:
@@ -100,21 +38,41 @@ def identity(distinct: Distinct) -> dict[str, Any]:
     }
 
 
+def parameters(cfg: ClusterConfig, backend: Backend, result: Labelled, texts: int) -> dict[str, Any]:
+    """How a fit was made (the summary's ``parameters``)."""
+    return {
+        "reducer": cfg.reducer,
+        "pca_dims": result.pca.dims,
+        "pca_kept_variance": round(result.pca.kept_variance, 4),
+        "dims": int(result.sample.points.shape[1]),
+        "sample": len(result.sample_index),
+        "min_cluster_size": run_min_cluster_size(cfg, texts),
+        "sample_min_cluster_size": result.sample.min_cluster_size,
+        "min_samples": result.sample.min_samples,
+        "selection": cfg.selection,
+        "outliers": cfg.outliers,
+        "assign_neighbors": cfg.assign_neighbors,
+        "seed": cfg.seed,
+        "backend": backend.name,
+    }
+
+
 def summarise(
-    cfg: ClusterConfig,
-    backend: Backend,
     run_state: Completeness,
     distinct: Distinct,
-    result: Labelled,
-    profiles: list[ClusterProfile],
-    noise_words: list[tuple[str, float]],
-    map_file: str | None,
-    timings: dict[str, float],
+    outcome: Outcome,
+    described: Described,
+    tree: TopicTree,
+    extra: dict[str, Any],
 ) -> dict[str, Any]:
+    """The summary; ``extra`` brings ``parameters``, ``map``, ``map_points``, ``ids``, ``timings``
+    (and ``update`` for an update)."""
     n, texts = distinct.rows, distinct.texts
-    noise_text = result.labels < 0
+    profiles = described.profiles
+    level1, level2 = tree.of_cluster["level1"], tree.of_cluster["level2"]
+    noise_text = outcome.labels < 0
     noise = int(distinct.multiplicity[noise_text].sum())
-    outlier_rows = int(distinct.multiplicity[result.outlier].sum())
+    outlier_rows = int(distinct.multiplicity[outcome.outlier].sum())
     return {
         "version": SUMMARY_VERSION,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -126,6 +84,9 @@ def summarise(
         "inputs": run_state.inputs,
         "complete": run_state.complete,
         "missing": run_state.missing[:MAX_LISTED_PROBLEMS],
+        "failed_inputs": [p.to_dict() for p in run_state.failed[:MAX_LISTED_PROBLEMS]],
+        "failed_count": len(run_state.failed),
+        "dead_jobs": run_state.dead_jobs,
         "queued_jobs": run_state.queued_jobs,
         "ignored_outputs": run_state.ignored[:MAX_LISTED_PROBLEMS],
         "clusters": len(profiles),
@@ -133,25 +94,13 @@ def summarise(
         "noise_texts": int(noise_text.sum()),
         "noise_share": round(noise / max(n, 1), 6),
         "outliers": outlier_rows,
-        "outliers_texts": int(result.outlier.sum()),
+        "outliers_texts": int(outcome.outlier.sum()),
         "outliers_share": round(outlier_rows / max(n, 1), 6),
-        "parameters": {
-            "reducer": cfg.reducer,
-            "pca_dims": result.pca.dims,
-            "pca_kept_variance": round(result.pca.kept_variance, 4),
-            "dims": int(result.sample.points.shape[1]),
-            "sample": len(result.sample_index),
-            "min_cluster_size": run_min_cluster_size(cfg, texts),
-            "sample_min_cluster_size": result.sample.min_cluster_size,
-            "min_samples": result.sample.min_samples,
-            "selection": cfg.selection,
-            "outliers": cfg.outliers,
-            "assign_neighbors": cfg.assign_neighbors,
-            "seed": cfg.seed,
-            "backend": backend.name,
-        },
-        "timings": timings,
-        "map": map_file,
+        "map": None,
+        "map_points": None,
+        "ids": None,
+        "update": None,
+        **extra,
         "cluster_list": [
             {
                 "id": p.cluster,
@@ -161,41 +110,13 @@ def summarise(
                 "text_share": round(p.texts / max(texts, 1), 6),
                 "mean_probability": p.mean_probability,
                 "keywords": p.keywords,
+                "keywords_from": p.keywords_from,
+                "level1": int(level1[p.cluster]),
+                "level2": int(level2[p.cluster]),
                 "representatives": p.representatives,
             }
             for p in profiles
         ],
-        "unclustered": {"rows": noise, "texts": int(noise_text.sum()), "keywords": noise_words},
+        "topic_tree": tree.to_dict(),
+        "unclustered": {"rows": noise, "texts": int(noise_text.sum()), "keywords": described.noise_words},
     }
-
-
-def write_results(
-    cfg: ClusterConfig,
-    backend: Backend,
-    run_state: Completeness,
-    parts: list[EmbeddingPart],
-    keys: pl.DataFrame,
-    distinct: Distinct,
-    result: Labelled,
-    progress: Progress,
-) -> dict[str, Any]:
-    """Every result file under ``cfg.out``; returns the summary."""
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    with progress.step("writing clusters.parquet"):
-        outputs.write_clusters(
-            cfg.out / outputs.CLUSTERS_FILE,
-            keys.with_columns(distinct.text_key_hex(), multiplicity=pl.Series(distinct.per_row(distinct.multiplicity))),
-            distinct.per_row(result.labels),
-            distinct.per_row(result.probabilities),
-            distinct.per_row(result.outlier),
-        )
-    profiles, noise_words = describe_clusters(cfg, parts, keys, distinct, result, progress)
-    with progress.step("drawing the map"):
-        map_file = draw(cfg, backend, distinct, result, profiles)
-    summary = summarise(
-        cfg, backend, run_state, distinct, result, profiles, noise_words, map_file, dict(progress.timings)
-    )
-    outputs.write_summary(cfg.out / outputs.SUMMARY_FILE, summary)
-    outputs.write_text(cfg.out / outputs.REPORT_MD, render_markdown(summary))
-    outputs.write_text(cfg.out / outputs.REPORT_HTML, render_html(summary))
-    return summary

@@ -121,6 +121,13 @@ def write_run(
     return rels
 
 
+def add_output(
+    root: Path, rel: str, x: np.ndarray, texts: list[str], first_id: int, model: str = SYNTHETIC_MODEL
+) -> None:
+    """One more input under ``root/chains`` and its output, as a worker finishing a new file leaves them."""
+    _write_pair(root, rel, x, texts, first_id, model, True, 50_000)
+
+
 def _write_pair(
     root: Path, rel: str, x: np.ndarray, texts: list[str], first_id: int, model: str, with_ids: bool, rg: int
 ) -> None:

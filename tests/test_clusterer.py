@@ -60,14 +60,20 @@ def test_clusters_parquet_has_the_row_key_cluster_and_probability(tmp_path: Path
         "text_key",
         "multiplicity",
         "cluster",
+        "level1",
+        "level2",
         "probability",
         "outlier",
+        "similarity",
     ]
     assert df.height == len(truth)
     assert df.select(pl.struct("input_path", "row").is_unique().all()).item()
     assert df["input_path"].str.starts_with("chains/").all()
     assert df["probability"].is_between(0.0, 1.0).all()
     assert (df.filter(pl.col("cluster") < 0)["probability"] == 0).all()
+    assert ((df["cluster"] < 0) == (df["level1"] < 0)).all() and ((df["cluster"] < 0) == (df["level2"] < 0)).all()
+    core = df.filter((pl.col("cluster") >= 0) & ~pl.col("outlier"))
+    assert core["similarity"].is_between(-1.0, 1.0).all() and df.filter(pl.col("outlier"))["similarity"].is_nan().all()
 
 
 def test_keeping_outliers_leaves_them_unclustered(tmp_path: Path) -> None:
@@ -115,12 +121,12 @@ def test_report_names_each_cluster_with_its_keywords_and_texts(tmp_path: Path) -
         assert all(r["text"] for r in c["representatives"])
     assert topics_named == {0, 1, 2, 3}
     md = (out / "report.md").read_text()
-    assert "| cluster | rows | share | distinct texts | top keywords |" in md
+    assert "| cluster | theme | topic | rows | share | distinct texts | top keywords |" in md
     assert md.count("## Cluster ") == summary["clusters"]
     page = _Collector()
     page.feed((out / "report.html").read_text())
-    assert page.tags.count("h2") == summary["clusters"] + 1
-    assert "img" in page.tags
+    assert page.tags.count("h2") == summary["clusters"] + 2, "clusters, the topic tree and the unclustered"
+    assert "canvas" in page.tags and "img" not in page.tags, "the interactive map, no image to load"
     assert (out / "map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -130,7 +136,8 @@ def test_report_escapes_texts(tmp_path: Path) -> None:
     write_run(tmp_path, x, texts, files=2)
     assert main(["--data-root", str(tmp_path), *FAST]) == 0
     html_text = (tmp_path / "clusters" / "report.html").read_text()
-    assert "<script>" not in html_text and "&lt;script&gt;" in html_text
+    assert "<script>alert(" not in html_text and "&lt;script&gt;alert(" in html_text
+    assert "\\u003cscript\\u003ealert(" in html_text, "texts in the page's JSON cannot close its element"
     assert "\\<script\\>" in (tmp_path / "clusters" / "report.md").read_text()
 
 

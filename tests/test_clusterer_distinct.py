@@ -163,7 +163,7 @@ def test_every_row_of_a_text_has_its_label_and_counts_add_up(corpora: tuple[Path
     assert {c["id"]: c["rows"] for c in clusters} == rows_by_cluster
     assert summary["identity"]["rows_by_vector"] == 0
     md = (copy / "clusters" / "report.md").read_text()
-    assert "| cluster | rows | share | distinct texts | top keywords |" in md
+    assert "| cluster | theme | topic | rows | share | distinct texts | top keywords |" in md
     assert f"{df.height:,} rows holding {per_text.height:,} distinct texts" in md
     html = (copy / "clusters" / "report.html").read_text()
     assert "<th>distinct texts</th>" in html
