@@ -32,6 +32,7 @@ ORDER = [
     "bus",
     "fleet",
     "reuse",
+    "datapath",
     "latency",
     "manager",
     "cluster",

@@ -1,9 +1,16 @@
+# Twin: rust/worker/src/pipeline.rs (docs/parity.md)
 """One embedding job, from the job message to the output file.
 
 ``prepare`` starts reading in the background at once (so the next job's
-input is read while the current one embeds); ``run`` cleans, deduplicates,
-embeds and writes chunk by chunk, calling ``checkpoint`` between chunks so
-that a lost lease or a shutdown can stop it early.
+input is read while the current one embeds); ``run`` deduplicates, embeds and
+writes chunk by chunk, calling ``checkpoint`` between chunks so that a lost
+lease or a shutdown can stop it early.
+
+Pipelined (the default): the reader thread also cleans chunk n+1 and has the
+embedder tokenize its new texts (``prepare``: the tokenizers library runs
+without the GIL) while chunk n is embedded, and a writer thread encodes and
+writes chunk n-1. Every step keeps its order, so the output is the same file
+as unpipelined (``pipelined=False``: one thread does everything in turn).
 """
 
 from __future__ import annotations
@@ -13,17 +20,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+
 from bus.constants import EMBEDDING_DIM, META_PREFIX
 from bus.errors import BadInput, ModelMismatch
 from bus.messages import Job
 from bus.reuse import ReuseStore
 from bus.transport import Delivery
-from workers.cleaning import Counts, clean
+from workers.cleaning import CleanTexts, Counts, clean
 from workers.dedup import DedupCache, embed_rows
 from workers.embedder import Embedder
 from workers.limits import MemoryBudget
 from workers.paths import DataRoots, fingerprint
-from workers.readahead import ReadAhead
+from workers.readahead import ReadAhead, WriteBehind
 from workers.reader import Chunk, InputPart, open_part, read_chunk
 from workers.result import JobResult
 from workers.reuse import FleetReuse
@@ -31,9 +41,13 @@ from workers.writer import OutputWriter, Provenance, is_up_to_date, metadata
 
 DEFAULT_CHUNK_ROWS = 32_768
 MIN_CHUNK_ROWS = 1_024
-ROW_OVERHEAD = 2 * EMBEDDING_DIM * 4 + 300
-"""Working bytes per row besides its text: the embedding twice (computed and
-written) plus Python objects."""
+ROW_OVERHEAD = 3 * EMBEDDING_DIM * 4 + 300
+"""Working bytes per row besides its text: the embedding three times (computed,
+and the chunk waiting for the writer thread beside the one it writes) plus
+Python objects."""
+
+_Rows = tuple[np.ndarray, "pa.Array | None", np.ndarray]
+"""Absolute row numbers, ids and embeddings of one chunk, for ``OutputWriter.write``."""
 
 
 @dataclass
@@ -45,6 +59,15 @@ class _UpToDate:
 class _Opened:
     part: InputPart
     out: Path
+    cache: DedupCache
+
+
+@dataclass
+class _Cleaned:
+    """A chunk cleaned (and its new texts tokenized) on the reader thread."""
+
+    chunk: Chunk
+    cleaned: CleanTexts
 
 
 class PreparedJob:
@@ -70,6 +93,7 @@ class EmbedPipeline:
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         dedup_bytes: int = 256 << 20,
         reuse: ReuseStore | None = None,
+        pipelined: bool = True,
     ) -> None:
         self.roots = roots
         self.embedder = embedder
@@ -79,6 +103,7 @@ class EmbedPipeline:
         self.dedup_bytes = dedup_bytes
         self.reuse = reuse
         """The fleet's reuse store; ``None``: each job dedups within itself only."""
+        self.pipelined = pipelined
 
     # -- reading (background thread) ----------------------------------------
     def prepare(self, delivery: Delivery) -> PreparedJob:
@@ -101,8 +126,10 @@ class EmbedPipeline:
         per_row = 3 * part.text_bytes_per_row + ROW_OVERHEAD
         smallest = min(MIN_CHUNK_ROWS, max(1, part.rows))
         self.memory.require(smallest * per_row, job.path)
-        yield _Opened(part, out)
-        yield from self._chunks(part, per_row)
+        cache = DedupCache(max_bytes=self._dedup_budget())
+        yield _Opened(part, out, cache)
+        for chunk in self._chunks(part, per_row):
+            yield self._clean(chunk, cache) if self.pipelined else chunk
 
     def _chunks(self, part: InputPart, per_row: int) -> Iterator[Chunk]:
         if part.rows == 0:
@@ -115,6 +142,16 @@ class EmbedPipeline:
             yield read_chunk(part, offset, n)
             offset += n
 
+    def _clean(self, chunk: Chunk, cache: DedupCache) -> _Cleaned:
+        """Clean a chunk and tokenize the texts the job has not seen (the reuse
+        store may still answer some: their tokens are then dropped unused)."""
+        cleaned = clean(chunk.values)
+        prepare = getattr(self.embedder, "prepare", None)
+        if prepare is not None:
+            known = cache.entries
+            prepare([t for t in dict.fromkeys(cleaned.texts) if t not in known])
+        return _Cleaned(chunk, cleaned)
+
     # -- embedding and writing (caller's thread) -----------------------------
     def run(self, prepared: PreparedJob, checkpoint: Callable[[], None]) -> JobResult:
         t0 = time.monotonic()
@@ -126,27 +163,38 @@ class EmbedPipeline:
         assert isinstance(head, _Opened)
         part = head.part
         counts = Counts()
-        cache = DedupCache(max_bytes=self._dedup_budget())
         model = self.embedder
         reuse = FleetReuse(self.reuse, model.model_id, model.precision, self.provenance.worker_id, checkpoint)
         id_type = part.id_type if job.id_column else None
-        with OutputWriter(head.out, self.provenance.worker_id, id_type) as writer:
-            for chunk in prepared.stream:
+        with OutputWriter(head.out, self.provenance.worker_id, id_type, job.id) as writer:
+            sink: WriteBehind[_Rows] | None = None
+            if self.pipelined:
+                sink = WriteBehind(lambda r: writer.write(*r), depth=1, name=f"write-{job.id[:8]}")
+            try:
+                for item in prepared.stream:
+                    checkpoint()
+                    assert isinstance(item, Chunk | _Cleaned)
+                    got = item if isinstance(item, _Cleaned) else _Cleaned(item, clean(item.values))
+                    rows = self._embed_chunk(got.chunk, got.cleaned, head.cache, reuse, counts)
+                    if rows is not None:
+                        sink.put(rows) if sink is not None else writer.write(*rows)
+                if sink is not None:
+                    sink.finish()
                 checkpoint()
-                assert isinstance(chunk, Chunk)
-                self._write_chunk(chunk, writer, cache, reuse, counts)
-            checkpoint()
-            writer.commit(metadata(job, (part.start, part.end), self.provenance, counts))
+                writer.commit(metadata(job, (part.start, part.end), self.provenance, counts))
+            finally:
+                if sink is not None:
+                    sink.close()  # before the writer aborts: no write may still be running
         return JobResult(counts.rows_embedded, False, counts, time.monotonic() - t0)
 
     def _dedup_budget(self) -> int:
         room = self.memory.headroom()
         return self.dedup_bytes if room is None else min(self.dedup_bytes, room // 4)
 
-    def _write_chunk(
-        self, chunk: Chunk, writer: OutputWriter, cache: DedupCache, reuse: FleetReuse, counts: Counts
-    ) -> None:
-        cleaned = clean(chunk.values)
+    def _embed_chunk(
+        self, chunk: Chunk, cleaned: CleanTexts, cache: DedupCache, reuse: FleetReuse, counts: Counts
+    ) -> _Rows | None:
+        """Embed one cleaned chunk; the rows to write (None: no row kept)."""
         done = embed_rows(cleaned.texts, self.embedder, cache, reuse)
         got = cleaned.counts
         got.rows_truncated = done.rows_truncated
@@ -157,6 +205,6 @@ class EmbedPipeline:
         got.model_calls = done.model_calls
         counts.add(cleaned.counts)
         if not cleaned.texts:
-            return
+            return None
         ids = chunk.ids.take(cleaned.positions) if chunk.ids is not None else None
-        writer.write(chunk.start + cleaned.positions, ids, done.embeddings)
+        return chunk.start + cleaned.positions, ids, done.embeddings

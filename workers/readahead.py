@@ -1,6 +1,7 @@
-"""Read ahead: a background thread produces the items of an iterator while
-the caller works on the previous one (polars and pyarrow release the GIL
-while reading, so reading overlaps embedding)."""
+"""Read ahead and write behind: a background thread produces the items of an
+iterator while the caller works on the previous one (polars and pyarrow
+release the GIL while reading, so reading overlaps embedding), and another
+writes the caller's results while it works on the next."""
 
 from __future__ import annotations
 
@@ -73,3 +74,66 @@ class ReadAhead(Generic[T]):
         except queue.Empty:
             pass
         self._thread.join(timeout=5)
+
+
+class WriteBehind(Generic[T]):
+    """Hand items to ``write`` on a thread, in order, at most ``depth`` behind
+    the caller (parquet encoding and zstd release the GIL, so writing chunk n
+    overlaps embedding chunk n+1).
+
+    An exception raised by ``write`` is re-raised to the caller by the next
+    ``put`` or by ``finish``; ``close()`` drops what is pending and waits for
+    the item being written, so the caller may then abort the file safely."""
+
+    def __init__(self, write: Callable[[T], None], depth: int = 2, name: str = "writebehind") -> None:
+        self._q: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(write,), name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self, write: Callable[[T], None]) -> None:
+        while True:
+            item = self._q.get()
+            if item is _END or self._closed.is_set():
+                return
+            try:
+                write(item)  # type: ignore[arg-type]
+            except BaseException as e:  # handed to the caller, never lost
+                self._error = e
+                return
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def put(self, item: T) -> None:
+        while True:
+            self._raise()
+            if not self._thread.is_alive():
+                raise RuntimeError("writer thread stopped")
+            try:
+                self._q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def finish(self) -> None:
+        """Wait until every item is written; re-raise a write's error."""
+        self.put(_END)  # type: ignore[arg-type]
+        self._thread.join()
+        self._raise()
+
+    def close(self) -> None:
+        """Stop writing: pending items are dropped; returns once the thread is done."""
+        self._closed.set()
+        try:
+            while True:
+                self._q.get_nowait()
+        except queue.Empty:
+            pass
+        try:
+            self._q.put_nowait(_END)
+        except queue.Full:
+            pass
+        self._thread.join()

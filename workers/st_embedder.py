@@ -1,3 +1,4 @@
+# Twin: rust/worker/src/batching.rs, rust/worker/src/tokenize.rs, rust/worker/src/model.rs (docs/parity.md)
 """all-MiniLM-L6-v2 through sentence-transformers, at the model's own speed.
 
 Texts are tokenized once (without truncation, to count the ones over 256
@@ -9,8 +10,10 @@ embeddings equal ``SentenceTransformer.encode(..., normalize_embeddings=True)``.
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -83,10 +86,7 @@ class SentenceTransformerEmbedder:
         self.model = SentenceTransformer(str(directory), device=self.device)
         self.model.eval()
         self.max_len = int(self.model.max_seq_length or MAX_SEQ_LENGTH)
-        backend = self.model.tokenizer.backend_tokenizer
-        self.tokenizer = Tokenizer.from_str(backend.to_str())
-        self.tokenizer.no_truncation()
-        self.tokenizer.no_padding()
+        self.tokens = ModelTokenizer(Tokenizer.from_str(self.model.tokenizer.backend_tokenizer.to_str()), self.max_len)
         self.pad_id = int(self.model.tokenizer.pad_token_id or 0)
         self.memory = memory or MemoryBudget()
         self.max_batch = MAX_BATCH.get(self.device, 1024)
@@ -153,20 +153,19 @@ class SentenceTransformerEmbedder:
     # -- tokenization ------------------------------------------------------
     def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
         """Token ids as sentence-transformers feeds them, and which were truncated."""
-        cut = [_cut(t) for t in texts]
-        ids = [e.ids for e in self.tokenizer.encode_batch(cut)]
-        for i, (a, b) in enumerate(zip(cut, texts, strict=True)):
-            if a is not b and len(ids[i]) <= self.max_len:  # the prefix was not enough
-                ids[i] = self.tokenizer.encode(b).ids
-        truncated = np.array([len(x) > self.max_len for x in ids], dtype=bool)
-        # [CLS] t1 .. tn [SEP] -> [CLS] t1 .. t(max-2) [SEP], as truncation="longest_first" does.
-        ids = [x if len(x) <= self.max_len else [*x[: self.max_len - 1], x[-1]] for x in ids]
-        return ids, truncated
+        return self.tokens.tokenize(texts)
+
+    def prepare(self, texts: Sequence[str]) -> None:
+        """Tokenize texts ahead of ``encode`` (the pipeline's reader thread calls it)."""
+        self.tokens.prepare(texts)
 
     # -- inference ---------------------------------------------------------
     def encode(self, texts: Sequence[str]) -> Encoded:
         ids, truncated = self.tokenize(texts)
         out = np.empty((len(texts), EMBEDDING_DIM), dtype=np.float32)
+        if self.device == "cuda":
+            self._encode_pipelined(ids, out)
+            return Encoded(out, truncated)
         for idx in self._batches(ids):
             out[idx] = self._forward_with_backoff([ids[i] for i in idx])
         return Encoded(out, truncated)
@@ -178,23 +177,7 @@ class SentenceTransformerEmbedder:
         return self.memory.fit_tokens(self.token_budget, per_token, MIN_TOKEN_BUDGET)
 
     def _batches(self, ids: list[list[int]]) -> Iterator[np.ndarray]:
-        """Longest first; a batch ends at the token budget, or before a text so
-        much shorter that padding would pass ``MAX_PADDING`` of the batch (and
-        ``PADDING_SLACK`` tokens)."""
-        order = np.argsort([-len(x) for x in ids], kind="stable")
-        pos = 0
-        while pos < len(order):
-            seq_len = len(ids[order[pos]])
-            limit = min(self.max_batch, max(1, self._batch_budget(seq_len) // seq_len), len(order) - pos)
-            count, real = 1, seq_len
-            while count < limit:
-                nxt = len(ids[order[pos + count]])
-                padding = seq_len * (count + 1) - (real + nxt)
-                if padding > max(MAX_PADDING * seq_len * (count + 1), PADDING_SLACK):
-                    break
-                count, real = count + 1, real + nxt
-            yield order[pos : pos + count]
-            pos += count
+        return plan_batches([len(x) for x in ids], self.max_batch, self._batch_budget)
 
     def _forward_with_backoff(self, batch: list[list[int]]) -> np.ndarray:
         """Embed one batch; on out-of-memory halve the budget and split the batch."""
@@ -219,24 +202,243 @@ class SentenceTransformerEmbedder:
             torch.mps.empty_cache()
 
     def _forward(self, batch: list[list[int]]) -> np.ndarray:
+        return self._launch(batch).cpu().numpy()  # type: ignore[no-any-return]
+
+    def _launch(self, batch: list[list[int]]) -> Any:
+        """Start one batch on the device; its normalised embeddings as a device
+        tensor (on CUDA the work is queued: ``.cpu()`` waits for it)."""
         torch = self._torch
-        seq_len = max(len(x) for x in batch)
-        input_ids = np.full((len(batch), seq_len), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(batch), seq_len), dtype=np.int64)
-        for r, x in enumerate(batch):
-            input_ids[r, : len(x)] = x
-            mask[r, : len(x)] = 1
-        ids_t = torch.from_numpy(input_ids).to(self.device)
+        input_ids, mask = pad(batch, self.pad_id)
+        cuda = self.device == "cuda"
+        ids_t = _to_device(torch.from_numpy(input_ids), self.device, cuda)
         features = {
             "input_ids": ids_t,
             "token_type_ids": torch.zeros_like(ids_t),
-            "attention_mask": torch.from_numpy(mask).to(self.device),
+            "attention_mask": _to_device(torch.from_numpy(mask), self.device, cuda),
             "modality": "text",
         }
         with torch.inference_mode(), self._autocast():
             emb = self.model(features)["sentence_embedding"]
-        emb = torch.nn.functional.normalize(emb.float(), p=2, dim=1)
-        return emb.cpu().numpy()
+        return torch.nn.functional.normalize(emb.float(), p=2, dim=1)
+
+    def _encode_pipelined(self, ids: list[list[int]], out: np.ndarray) -> None:
+        """CUDA: batch n+1 is padded, copied from pinned memory without
+        blocking and queued before batch n's result is copied back, so the
+        GPU never waits for the host between batches. Out of memory at
+        launch falls back to the halving path."""
+        pending: tuple[np.ndarray, Any] | None = None
+        for idx in self._batches(ids):
+            batch = [ids[i] for i in idx]
+            try:
+                emb = self._launch(batch)
+            except (RuntimeError, MemoryError) as e:
+                if not _is_oom(e):
+                    raise
+                emb = None
+            if pending is not None:
+                out[pending[0]] = pending[1].cpu().numpy()
+                pending = None
+            if emb is None:
+                out[idx] = self._forward_with_backoff(batch)
+            else:
+                pending = (idx, emb)
+        if pending is not None:
+            out[pending[0]] = pending[1].cpu().numpy()
+
+
+def _to_device(t: Any, device: str, pinned: bool) -> Any:
+    """``t`` on ``device``; on CUDA through pinned host memory (torch's caching
+    host allocator reuses it) with a non-blocking copy."""
+    if pinned:
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
+class ModelTokenizer:
+    """The model's tokenizer, truncating exactly as sentence-transformers does
+    (shared by the real embedder and the simulated device's).
+
+    ``prepare`` tokenizes texts ahead, on any thread (the pipeline's reader,
+    while the device computes the previous chunk); ``tokenize`` takes those
+    results and tokenizes only the rest."""
+
+    MAX_READY = 1 << 18
+    """Texts held tokenized ahead at most (past it the held ones are dropped:
+    they were deduplicated or answered by the reuse store)."""
+
+    def __init__(self, tokenizer: Any, max_len: int = MAX_SEQ_LENGTH) -> None:
+        self.tokenizer = tokenizer
+        self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()
+        self.max_len = max_len
+        self.fast = FastWordPiece.of(tokenizer)
+        self._ready: dict[str, tuple[list[int], bool]] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_dir(cls, model_dir: Path) -> ModelTokenizer:
+        """From a sentence-transformers directory's ``tokenizer.json`` (no torch)."""
+        from tokenizers import Tokenizer
+
+        return cls(Tokenizer.from_file(str(model_dir / "tokenizer.json")))
+
+    def prepare(self, texts: Sequence[str]) -> None:
+        """Tokenize ``texts`` now for a later ``tokenize``."""
+        if not texts:
+            return
+        ids, truncated = self._tokenize(texts)
+        with self._lock:
+            if len(self._ready) + len(texts) > self.MAX_READY:
+                self._ready.clear()
+            self._ready.update(zip(texts, zip(ids, truncated.tolist(), strict=True), strict=True))
+
+    def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
+        """Token ids as sentence-transformers feeds them, and which were truncated."""
+        with self._lock:
+            got = [self._ready.pop(t, None) for t in texts] if self._ready else [None] * len(texts)
+        missing = [i for i, g in enumerate(got) if g is None]
+        if len(missing) == len(texts):
+            return self._tokenize(texts)
+        ids: list[list[int]] = [g[0] if g is not None else [] for g in got]
+        truncated = np.array([g is not None and g[1] for g in got], dtype=bool)
+        if missing:
+            more, cut = self._tokenize([texts[i] for i in missing])
+            for k, i in enumerate(missing):
+                ids[i] = more[k]
+            truncated[missing] = cut
+        return ids, truncated
+
+    def _tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
+        """``FastWordPiece`` where it applies, then one batch call of the
+        tokenizers library (which encodes without the GIL) for the rest."""
+        fast = self.fast
+        ids: list[list[int]] = [fast.ids(t) for t in texts] if fast is not None else [[] for _ in texts]
+        slow = [i for i, x in enumerate(ids) if not x]
+        if slow:
+            cut = [_cut(texts[i]) for i in slow]
+            for i, e in zip(slow, self.tokenizer.encode_batch(cut), strict=True):
+                ids[i] = e.ids
+            for i, a in zip(slow, cut, strict=True):
+                if a is not texts[i] and len(ids[i]) <= self.max_len:  # the prefix was not enough
+                    ids[i] = self.tokenizer.encode(texts[i]).ids
+        truncated = np.array([len(x) > self.max_len for x in ids], dtype=bool)
+        # [CLS] t1 .. tn [SEP] -> [CLS] t1 .. t(max-2) [SEP], as truncation="longest_first" does.
+        m = self.max_len
+        ids = [x if len(x) <= m else [*x[: m - 1], x[-1]] for x in ids]
+        return ids, truncated
+
+
+_SPACED_PUNCTUATION = str.maketrans({c: f" {c} " for c in map(chr, range(33, 127)) if not c.isalnum()})
+"""Printable ASCII that BERT's pre-tokenizer splits off as punctuation, spaced
+out so that ``split()`` yields the pre-tokenizer's words."""
+
+
+class FastWordPiece:
+    """BERT tokenization of short printable-ASCII texts whose words are all
+    whole vocabulary entries, in a few microseconds instead of the library's
+    ~30 (its normalizer and pre-tokenizer dominate on short texts).
+
+    For such a text the library's steps reduce to: lowercase (no accents to
+    strip, no control characters, no CJK), split at spaces and at every
+    ASCII punctuation character (BERT counts all non-alphanumeric printable
+    ASCII as punctuation), and WordPiece, whose greedy longest match takes a
+    word that is itself in the vocabulary whole. Any other text (non-ASCII,
+    a control character, a word needing ``##`` pieces, longer than
+    ``MAX_CHARS``) returns ``[]`` and goes to the library.
+    ``tests/test_worker_datapath.py`` checks equality with the library."""
+
+    MAX_CHARS = 1000
+
+    def __init__(self, vocab: dict[str, int], cls_id: int, sep_id: int, added: Sequence[str] = ()) -> None:
+        self.vocab = vocab
+        self.cls_id = cls_id
+        self.sep_id = sep_id
+        self.added = [a.lower() for a in added if a]
+        """Added tokens (``[CLS]``, ``[MASK]``...): the library matches them in
+        the raw text, so a text holding one goes to the library."""
+        self.added_first = sorted({a[0] for a in self.added})
+
+    @classmethod
+    def of(cls, tokenizer: Any) -> FastWordPiece | None:
+        """The fast path for a tokenizer of the BERT kind (uncased WordPiece with
+        a ``[CLS] $A [SEP]`` template); ``None`` for any other."""
+        try:
+            state = json.loads(tokenizer.to_str())
+            norm, pre, model, post = (
+                state.get(k) or {} for k in ("normalizer", "pre_tokenizer", "model", "post_processor")
+            )
+            bert = (
+                norm.get("type") == "BertNormalizer"
+                and norm.get("lowercase") is True
+                and pre.get("type") == "BertPreTokenizer"
+                and model.get("type") == "WordPiece"
+                and model.get("continuing_subword_prefix") == "##"
+                and int(model.get("max_input_chars_per_word", 0)) >= 100
+            )
+            cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+            if not bert or cls_id is None or sep_id is None or not _cls_sep_template(post):
+                return None
+            vocab = {k: v for k, v in tokenizer.get_vocab(with_added_tokens=False).items() if not k.startswith("##")}
+        except (ValueError, TypeError, AttributeError):
+            return None
+        added = [str(a.get("content", "")) for a in state.get("added_tokens") or []]
+        return cls(vocab, int(cls_id), int(sep_id), added)
+
+    def ids(self, text: str) -> list[int]:
+        """``[CLS] .. [SEP]`` ids of ``text``, or ``[]`` where the library must do it."""
+        if len(text) > self.MAX_CHARS or not (text.isascii() and text.isprintable()):
+            return []
+        lower = text.lower()
+        if any(c in lower for c in self.added_first) and any(a in lower for a in self.added):
+            return []
+        words = list(map(self.vocab.get, lower.translate(_SPACED_PUNCTUATION).split()))
+        if None in words:
+            return []
+        return [self.cls_id, *words, self.sep_id]  # type: ignore[list-item]
+
+
+def _cls_sep_template(post: dict[str, Any]) -> bool:
+    """Whether a post-processor makes ``[CLS] $A [SEP]`` of one sequence."""
+    if post.get("type") == "BertProcessing":
+        return [post.get("cls", [None])[0], post.get("sep", [None])[0]] == ["[CLS]", "[SEP]"]
+    if post.get("type") != "TemplateProcessing":
+        return False
+    single = post.get("single") or []
+    names = [p.get("SpecialToken", {}).get("id") or ("$A" if "Sequence" in p else None) for p in single]
+    return names == ["[CLS]", "$A", "[SEP]"]
+
+
+def plan_batches(lengths: Sequence[int], max_batch: int, budget: Callable[[int], int]) -> Iterator[np.ndarray]:
+    """Indexes of each batch, longest texts first; a batch ends at ``budget(seq_len)``
+    tokens, or before a text so much shorter that padding would pass
+    ``MAX_PADDING`` of the batch (and ``PADDING_SLACK`` tokens)."""
+    lens = np.asarray(lengths, dtype=np.int64)
+    order = np.argsort(-lens, kind="stable")
+    sorted_lens = lens[order].tolist()
+    pos = 0
+    while pos < len(order):
+        seq_len = sorted_lens[pos]
+        limit = min(max_batch, max(1, budget(seq_len) // max(1, seq_len)), len(order) - pos)
+        count, real = 1, seq_len
+        while count < limit:
+            nxt = sorted_lens[pos + count]
+            padding = seq_len * (count + 1) - (real + nxt)
+            if padding > max(MAX_PADDING * seq_len * (count + 1), PADDING_SLACK):
+                break
+            count, real = count + 1, real + nxt
+        yield order[pos : pos + count]
+        pos += count
+
+
+def pad(batch: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """``input_ids`` and ``attention_mask`` (int64), rows padded to the longest."""
+    seq_len = max(len(x) for x in batch)
+    input_ids = np.full((len(batch), seq_len), pad_id, dtype=np.int64)
+    mask = np.zeros((len(batch), seq_len), dtype=np.int64)
+    for r, x in enumerate(batch):
+        input_ids[r, : len(x)] = x
+        mask[r, : len(x)] = 1
+    return input_ids, mask
 
 
 def _cut(text: str) -> str:

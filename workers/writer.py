@@ -1,16 +1,17 @@
+# Twin: rust/worker/src/output.rs (docs/parity.md)
 """The output file of a job: ``row`` int64, optional ``id``, ``embedding``
 ``FixedSizeList<float32, 384>``, provenance in the key-value metadata.
 
 Written chunk by chunk to a hidden per-attempt temporary name in the output
-directory, fsynced, renamed into place and the directory fsynced, so a
-reader never sees a torn file. ``is_up_to_date`` is the check that lets a
-re-delivered job be acknowledged without recomputing.
+directory (``.<name>.<worker>.<job8>.<random>.tmp``, created with the first
+rows: ``workers.temps``), fsynced, renamed into place and the directory
+fsynced, so a reader never sees a torn file. ``is_up_to_date`` is the check
+that lets a re-delivered job be acknowledged without recomputing.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from bus.messages import Job
 from workers import faults
 from workers.cleaning import Counts
 from workers.paths import fsync_dir
+from workers.temps import temp_path
 
 
 @dataclass(frozen=True)
@@ -86,32 +88,42 @@ def output_schema(id_type: pa.DataType | None) -> pa.Schema:
 
 
 class OutputWriter:
-    """Writes one output atomically; use as a context manager (aborts on error)."""
+    """Writes one output atomically; use as a context manager (aborts on error).
 
-    def __init__(self, final: Path, worker_id: str, id_type: pa.DataType | None) -> None:
+    The temporary file exists only from the first ``write`` (or ``commit``,
+    for an output without rows) until the rename: a worker killed before it
+    wrote anything leaves nothing behind."""
+
+    def __init__(self, final: Path, worker_id: str, id_type: pa.DataType | None, job_id: str = "") -> None:
         self.final = final
-        final.parent.mkdir(parents=True, exist_ok=True)
-        safe_id = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in worker_id)
-        self.tmp = final.parent / f".{final.name}.{safe_id}.{secrets.token_hex(4)}.tmp"
+        self.tmp = temp_path(final, worker_id, job_id or "0" * 8)
         self.schema = output_schema(id_type)
-        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
+        self._writer: pq.ParquetWriter | None = None
+        self._closed = False
+
+    def _open(self) -> pq.ParquetWriter:
+        assert not self._closed, "writer already closed"
+        if self._writer is None:
+            self.final.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
+        return self._writer
 
     def write(self, rows: np.ndarray, ids: pa.Array | None, embeddings: np.ndarray) -> None:
         """Append rows (absolute row numbers, ids, L2-normalised float32 vectors)."""
-        assert self._writer is not None, "writer already closed"
+        writer = self._open()
         emb = np.ascontiguousarray(embeddings, dtype=np.float32).reshape(-1)
         cols: list[pa.Array] = [pa.array(rows, pa.int64())]
         if "id" in self.schema.names:
             cols.append(ids if ids is not None else pa.nulls(len(rows), self.schema.field("id").type))
         cols.append(pa.FixedSizeListArray.from_arrays(pa.array(emb, pa.float32()), EMBEDDING_DIM))
-        self._writer.write_table(pa.Table.from_arrays(cols, schema=self.schema))
+        writer.write_table(pa.Table.from_arrays(cols, schema=self.schema))
 
     def commit(self, meta: dict[str, str]) -> None:
         """Close, fsync and rename into place; the output then exists in full."""
-        assert self._writer is not None, "writer already closed"
-        self._writer.add_key_value_metadata(meta)
-        self._writer.close()
-        self._writer = None
+        writer = self._open()
+        writer.add_key_value_metadata(meta)
+        writer.close()
+        self._writer, self._closed = None, True
         faults.reach("after_tmp_write")
         with open(self.tmp, "rb+") as f:
             os.fsync(f.fileno())
@@ -127,6 +139,7 @@ class OutputWriter:
             except (OSError, pa.ArrowException):
                 pass
             self._writer = None
+        self._closed = True
         self.tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> OutputWriter:

@@ -1,3 +1,4 @@
+# Twin: rust/worker/src/cli.rs (docs/parity.md)
 """``python -m workers.mps``: claim embedding jobs from Redis and embed them
 on this machine's best device (MPS, then CUDA, then CPU).
 
@@ -28,6 +29,7 @@ from workers.limits import MemoryBudget, cap_open_files, parse_size
 from workers.paths import DataRoots
 from workers.pipeline import DEFAULT_CHUNK_ROWS, EmbedPipeline
 from workers.runtime import Worker, WorkerConfig, default_worker_id
+from workers.temps import TempFiles
 from workers.writer import Provenance
 
 if TYPE_CHECKING:
@@ -92,10 +94,20 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--embedder",
         default="sentence-transformers",
-        choices=["sentence-transformers", "hash"],
-        help="hash: deterministic stand-in with no model, for bus tests and benchmarks",
+        choices=["sentence-transformers", "hash", "simulated"],
+        help="hash: deterministic stand-in with no model, for bus tests and benchmarks; simulated: the real "
+        "tokenizer and batching on a simulated device (data-path benchmarks)",
     )
     g.add_argument("--hash-seconds-per-row", type=float, default=0.0, help="simulated model cost of --embedder hash")
+    g.add_argument(
+        "--sim-us-per-token", type=float, default=0.0, help="--embedder simulated: device microseconds per padded token"
+    )
+    g.add_argument(
+        "--sim-rows-per-second",
+        type=float,
+        default=0.0,
+        help="--embedder simulated: device speed in rows/s (overrides --sim-us-per-token; 0: a zero-cost device)",
+    )
     p.add_argument("--version", action="version", version=f"embedfleet {__version__}")
     return p
 
@@ -136,6 +148,14 @@ def embedder(a: argparse.Namespace, memory: MemoryBudget) -> Embedder:
         from models.source import model_id
 
         return HashEmbedder(model_id(a.model_dir), a.hash_seconds_per_row)
+    if a.embedder == "simulated":
+        from models.source import default_model_dir, model_id
+        from workers.sim_embedder import SimulatedEmbedder
+
+        directory = a.model_dir or default_model_dir()
+        return SimulatedEmbedder(
+            model_id(directory), directory, a.sim_us_per_token, a.sim_rows_per_second, a.token_budget
+        )
     from workers.st_embedder import SentenceTransformerEmbedder
 
     try:
@@ -202,7 +222,7 @@ def build(a: argparse.Namespace) -> Worker:
         device=model.device,
         record_extra={"precision": model.precision, "model": model.model_id},
     )
-    return Worker(transport, pipeline, cfg, backlog=redis_backlog(transport))
+    return Worker(transport, pipeline, cfg, backlog=redis_backlog(transport), temps=TempFiles(roots, worker_id))
 
 
 def main(argv: list[str] | None = None) -> int:

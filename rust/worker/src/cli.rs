@@ -1,3 +1,4 @@
+// Twin: workers/mps/__main__.py (docs/parity.md)
 //! The command line: the flags shared with the Python worker
 //! (`python -m workers.mps`) plus the model flags of this one, and the
 //! assembly of a `Worker` from them.
@@ -24,7 +25,7 @@ use crate::pipeline::{Pipeline, DEFAULT_CHUNK_ROWS};
 use crate::reuse::{RedisReuseStore, ReuseStore};
 use crate::runtime::{Worker, WorkerConfig};
 use crate::settings::{switched_off, RedisSettings, ENV_REUSE, ENV_REUSE_URL};
-use crate::stand_in::HashEmbedder;
+use crate::stand_in::{HashEmbedder, SimulatedEmbedder};
 use crate::tokenize::TextTokenizer;
 
 /// Default model directory, relative to the working directory.
@@ -42,6 +43,8 @@ pub enum EmbedderArg {
     Onnx,
     /// Deterministic stand-in with no model, for bus tests and benchmarks
     Hash,
+    /// The real tokenizer and batching on a simulated device (data-path benchmarks)
+    Simulated,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -126,6 +129,13 @@ pub struct Args {
     /// Simulated model cost of --embedder hash
     #[arg(long, default_value_t = 0.0)]
     pub hash_seconds_per_row: f64,
+    /// --embedder simulated: device microseconds per padded token
+    #[arg(long, default_value_t = 0.0)]
+    pub sim_us_per_token: f64,
+    /// --embedder simulated: device speed in rows/s (overrides
+    /// --sim-us-per-token; 0: a zero-cost device)
+    #[arg(long, default_value_t = 0.0)]
+    pub sim_rows_per_second: f64,
     /// Do not use the fleet's reuse store (no look-ups, claims or writes:
     /// each job deduplicates within itself only). EMBEDFLEET_REUSE=0 does
     /// the same
@@ -201,6 +211,15 @@ fn embedder(a: &Args, memory: MemoryBudget) -> Result<Box<dyn Embedder>> {
         return Ok(Box::new(HashEmbedder::new(
             dir.model_id(),
             a.hash_seconds_per_row.max(0.0),
+        )));
+    }
+    if a.embedder == EmbedderArg::Simulated {
+        return Ok(Box::new(SimulatedEmbedder::new(
+            dir.model_id(),
+            TextTokenizer::load(&dir.tokenizer_path())?,
+            a.sim_us_per_token,
+            a.sim_rows_per_second,
+            a.batch_tokens,
         )));
     }
     let threads = a

@@ -1,10 +1,18 @@
+// Twin: workers/pipeline.py (docs/parity.md)
 //! One embedding job, from the job message to the output file (twin of
 //! `workers/pipeline.py`): skip if the output is up to date, check model and
 //! input, then read, clean, deduplicate, reuse what the fleet stored, embed
 //! and write chunk by chunk, calling `checkpoint` between chunks (and while
 //! waiting for texts other workers compute) so a lost lease can stop it
 //! early.
+//!
+//! Pipelined: a reader thread decodes chunk n+1 and a writer thread encodes
+//! and writes chunk n-1 while this thread embeds chunk n; every step keeps
+//! its order, so the output is the same file as `run_unpipelined`'s. A job
+//! that stops early (lost lease, error) joins both threads before the
+//! output writer is dropped, which removes its temporary file.
 
+use std::sync::mpsc::{sync_channel, Receiver};
 use std::time::Instant;
 
 use arrow_array::{ArrayRef, UInt32Array};
@@ -55,11 +63,33 @@ fn counts_from(meta: &std::collections::HashMap<String, String>) -> Counts {
     })
 }
 
+/// One chunk's output rows: absolute row numbers, ids, embeddings.
+type Rows = (Vec<i64>, Option<ArrayRef>, Vec<f32>);
+
 impl Pipeline {
     pub fn run(
         &mut self,
         job: &Job,
         checkpoint: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<JobResult> {
+        self.run_with(job, checkpoint, true)
+    }
+
+    /// The same job one step after another on this thread: what `run`'s
+    /// output must equal byte for byte (tests compare the two).
+    pub fn run_unpipelined(
+        &mut self,
+        job: &Job,
+        checkpoint: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<JobResult> {
+        self.run_with(job, checkpoint, false)
+    }
+
+    fn run_with(
+        &mut self,
+        job: &Job,
+        checkpoint: &mut dyn FnMut() -> Result<()>,
+        pipelined: bool,
     ) -> Result<JobResult> {
         let t0 = Instant::now();
         let out = self.roots.output(&job.out)?;
@@ -80,8 +110,12 @@ impl Pipeline {
             .memory
             .fit(self.chunk_rows, per_row, MIN_CHUNK_ROWS, 0.5);
         let id_type = job.idcol.as_ref().and(part.id_type.as_ref());
-        let mut writer = OutputWriter::create(&out, &self.provenance.worker_id, id_type)?;
-        let counts = self.embed_part(&part, chunk_rows, &mut writer, checkpoint)?;
+        let mut writer = OutputWriter::create(&out, &self.provenance.worker_id, &job.id, id_type)?;
+        let counts = if pipelined {
+            self.embed_part_pipelined(&part, chunk_rows, &mut writer, checkpoint)?
+        } else {
+            self.embed_part(&part, chunk_rows, &mut writer, checkpoint)?
+        };
         checkpoint()?;
         writer.commit(metadata(
             job,
@@ -127,6 +161,67 @@ impl Pipeline {
         Ok(counts)
     }
 
+    /// `embed_part` on three threads: read ahead, embed here, write behind.
+    fn embed_part_pipelined(
+        &mut self,
+        part: &InputPart,
+        chunk_rows: usize,
+        writer: &mut OutputWriter,
+        checkpoint: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<Counts> {
+        let reader = ChunkReader::new(part, chunk_rows)?;
+        let mut cache = DedupCache::new(self.dedup_budget());
+        let mut counts = Counts::default();
+        let embedder = self.embedder.as_mut();
+        let (model, precision) = (
+            embedder.model_id().to_string(),
+            embedder.precision().to_string(),
+        );
+        let store = self.reuse.as_deref_mut().map(|s| s as &mut dyn ReuseStore);
+        let mut fleet = FleetReuse::new(store, &model, &precision, &self.provenance.worker_id);
+        std::thread::scope(|scope| {
+            let (chunk_tx, chunks) = sync_channel::<Result<Chunk>>(1);
+            let (rows_tx, rows_rx) = sync_channel::<Rows>(1);
+            std::thread::Builder::new()
+                .name("read-ahead".into())
+                .spawn_scoped(scope, move || {
+                    for chunk in reader {
+                        if chunk_tx.send(chunk).is_err() {
+                            return; // the job stopped: read no further
+                        }
+                    }
+                })
+                .map_err(|e| WorkerError::Transient(format!("reader thread: {e}")))?;
+            let written = std::thread::Builder::new()
+                .name("write-behind".into())
+                .spawn_scoped(scope, move || write_all(writer, &rows_rx))
+                .map_err(|e| WorkerError::Transient(format!("writer thread: {e}")))?;
+            let embedded = (|| {
+                for chunk in chunks {
+                    checkpoint()?;
+                    let mut step = ChunkStep {
+                        embedder: &mut *embedder,
+                        cache: &mut cache,
+                        fleet: &mut fleet,
+                        checkpoint: &mut *checkpoint,
+                    };
+                    if let Some(rows) = step.embed(&chunk?, &mut counts)? {
+                        if rows_tx.send(rows).is_err() {
+                            break; // the writer failed: its error is below
+                        }
+                    }
+                }
+                Ok(())
+            })();
+            drop(rows_tx);
+            let written = written
+                .join()
+                .unwrap_or_else(|_| Err(WorkerError::Transient("writer thread panicked".into())));
+            embedded.and(written)
+        })?;
+        Ok(counts)
+    }
+
     /// Check the model and the input, and open the job's part of the file.
     fn open(&self, job: &Job) -> Result<InputPart> {
         let have = self.embedder.model_id();
@@ -169,6 +264,15 @@ struct ChunkStep<'j, 'f> {
     checkpoint: &'j mut dyn FnMut() -> Result<()>,
 }
 
+/// Write every chunk's rows in order, stopping at the first error (the
+/// embedding side then stops sending).
+fn write_all(writer: &mut OutputWriter, rows: &Receiver<Rows>) -> Result<()> {
+    for (r, ids, embeddings) in rows.iter() {
+        writer.write(r, ids, embeddings)?;
+    }
+    Ok(())
+}
+
 impl ChunkStep<'_, '_> {
     fn write(
         &mut self,
@@ -176,6 +280,14 @@ impl ChunkStep<'_, '_> {
         writer: &mut OutputWriter,
         counts: &mut Counts,
     ) -> Result<()> {
+        if let Some((rows, ids, embeddings)) = self.embed(chunk, counts)? {
+            writer.write(rows, ids, embeddings)?;
+        }
+        Ok(())
+    }
+
+    /// Embed one chunk; its output rows (`None`: no row kept).
+    fn embed(&mut self, chunk: &Chunk, counts: &mut Counts) -> Result<Option<Rows>> {
         let cells = chunk.cells();
         let mut cleaned = clean(cells.into_iter());
         if !cleaned.texts.is_empty() {
@@ -202,10 +314,11 @@ impl ChunkStep<'_, '_> {
                 Some(ids) => Some(take(ids, &cleaned.positions)?),
                 None => None,
             };
-            writer.write(rows, ids, done.embeddings)?;
+            counts.add(&cleaned.counts);
+            return Ok(Some((rows, ids, done.embeddings)));
         }
         counts.add(&cleaned.counts);
-        Ok(())
+        Ok(None)
     }
 }
 
