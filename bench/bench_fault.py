@@ -28,6 +28,11 @@ SCENARIOS = {
     "test_duplicates": "5. duplicates",
     "test_poison": "6. poison job",
     "test_clock_skew": "7. clock +2h",
+    "test_temp_files": "8. busy workers killed: no temporary left",
+    "test_disk_full": "9. output disk full, then freed",
+    "test_manager_restart": "10. manager kill -9 and restart, journal complete",
+    "test_symlinks_out": "11. symlinks out of the data root",
+    "test_hostile_messages": "12. hostile messages mid-run",
     "test_checker": "checker self-test",
     "test_harness_bites": "checks catch planted bugs",
 }
@@ -82,6 +87,13 @@ def scenario_of(nodeid: str) -> str:
     return SCENARIOS.get(module, module)
 
 
+def scenario_order(nodeid: str) -> tuple[int, str, str]:
+    """Scenarios by their number (8 before 10), then the self-tests, then by test."""
+    name = scenario_of(nodeid)
+    number, dot, _ = name.partition(". ")
+    return (int(number) if dot and number.isdigit() else 1_000, name, nodeid)
+
+
 def variant_of(nodeid: str) -> str:
     name = nodeid.split("::")[-1]
     func, _, param = name.partition("[")
@@ -93,7 +105,7 @@ def rows_for(records: dict[str, dict[str, Any]], results: dict[str, tuple[str, f
     """One row per scenario run; tests without a verdict (self-tests) summed per module."""
     rows: list[list[Any]] = []
     plain: dict[str, list[tuple[str, float]]] = {}
-    for nodeid, (outcome, seconds, message) in sorted(results.items(), key=lambda kv: scenario_of(kv[0])):
+    for nodeid, (outcome, seconds, message) in sorted(results.items(), key=lambda kv: scenario_order(kv[0])):
         rec = records.get(nodeid)
         if rec is None:
             plain.setdefault(scenario_of(nodeid), []).append((outcome + (f": {message}" if message else ""), seconds))

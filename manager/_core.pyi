@@ -33,6 +33,8 @@ class ScanResult(TypedDict):
     jobs: list[JobTuple]
     subreddits: list[CountTuple]
     orphans: list[str]
+    temps: list[str]
+    """The workers' hidden temporaries in the output tree (relative paths)."""
     issues: list[tuple[str, str]]
     stats: ScanStats
     cancelled: bool

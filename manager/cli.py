@@ -26,11 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
-
 from bus.errors import BusUnavailable, EmbedfleetError
-from bus.redis_transport import RedisTransport, connect
+from bus.redis_transport import RedisTransport, connect, set_retries
 from bus.settings import ENV_NAMESPACE, ENV_URL, RedisSettings
 from manager import actions, startup
 from manager.auth import InsecureBind, check_bind, token_from_env
@@ -72,9 +69,13 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the snapshot as JSON")
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("verify-journal", help="check a run journal's hash chain (exit 1 if tampered)")
+    p = sub.add_parser(
+        "verify-journal",
+        help="check a journal's hash chain and, with --redis-url, its completeness (exit 1: tampered or incomplete)",
+    )
     p.add_argument("path", type=Path, help="events.jsonl or its run directory")
     p.add_argument("--json", action="store_true")
+    _bus_options(p)
     p.set_defaults(func=cmd_verify)
 
     for name, helptext in [
@@ -128,13 +129,28 @@ def _register_serve(sub: Any) -> None:
     p.set_defaults(func=cmd_serve)
 
 
-def _cluster_command(template: str) -> Any:
+def _cluster_command(template: str, stop: threading.Event) -> Any:
+    """The clusterer as a command; a stop (SIGTERM) ends it too (SIGTERM, then
+    SIGKILL after 10 s) and interrupts the run."""
+
     def run(req: Any) -> dict[str, Any]:
+        from manager.coordinator import Interrupted
+
         argv = [
             a.format(output_root=req.output_root, run_dir=req.run_dir, run_id=req.run_id) for a in shlex.split(template)
         ]
         t0 = time.monotonic()
-        rc = subprocess.run(argv, check=False).returncode
+        proc = subprocess.Popen(argv)
+        while proc.poll() is None:
+            if stop.wait(0.2):
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                raise Interrupted()
+        rc = proc.returncode
         if rc != 0:
             raise RuntimeError(f"cluster command exited with status {rc}")
         return {"command": argv[0], "exit_code": rc, "seconds": round(time.monotonic() - t0, 1)}
@@ -222,17 +238,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         subreddit_list=args.subreddits,
         routes=Routes.parse(args.route, args.route_size),
         secrets=[token or ""],
+        resume=True,
     )
     api = None if args.no_api else co.serve_api(args.host, args.port, token)
     adv = None if args.no_advertise else BackgroundAdvert(settings, api.url if api else None)
+    terminated = threading.Event()
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: co.stop())
+        signal.signal(signal.SIGTERM, lambda *_: _terminate(terminated, co))
     try:
-        summary = co.run(cluster=_cluster_command(args.cluster_command) if args.cluster_command else None)
+        stop = co.stop_event
+        summary = co.run(cluster=_cluster_command(args.cluster_command, stop) if args.cluster_command else None)
         print(summary.render(), flush=True)
-        if args.keep_serving and api is not None:
-            print(f"the dashboard shows the final state on {api.url} until this process exits; Ctrl-C to stop")
-            _wait_for_interrupt()
+        if args.keep_serving and api is not None and not terminated.is_set():
+            print(
+                f"the dashboard shows the final state on {api.url} until this process exits; Ctrl-C or SIGTERM to stop",
+                flush=True,
+            )
+            wait_for_stop(terminated)
         return summary.exit_code
     finally:
         if adv is not None:
@@ -242,8 +264,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _coordinator(settings: RedisSettings, **kw: Any) -> Any:
-    """A ``Coordinator``; Redis failing between the wait and here is a start-up error."""
-    from manager.coordinator import Coordinator
+    """A ``Coordinator``; Redis failing between the wait and here, a run dir
+    that cannot be written or that another live manager holds, are start-up errors."""
+    from manager.coordinator import Coordinator, RunHeld
+    from manager.disk import is_outage
 
     try:
         return Coordinator(settings, **kw)
@@ -251,12 +275,18 @@ def _coordinator(settings: RedisSettings, **kw: Any) -> Any:
         raise startup.StartupError(
             f"cannot reach Redis at {settings.redacted()} ({e})", startup.EXIT_REDIS_UNREACHABLE
         ) from None
+    except RunHeld as e:
+        raise startup.StartupError(str(e)) from None
+    except OSError as e:  # the run dir cannot be written: full, failing, or not ours
+        code = startup.EXIT_REDIS_UNREACHABLE if is_outage(e) else startup.EXIT_USAGE
+        raise startup.StartupError(f"cannot write the run directory: {e}", code) from None
 
 
-def _wait_for_interrupt() -> None:
+def wait_for_stop(stopped: threading.Event) -> None:
+    """Block until ``stopped`` is set (SIGTERM) or Ctrl-C."""
     try:
-        while True:
-            time.sleep(3600)
+        while not stopped.wait(0.5):
+            pass
     except KeyboardInterrupt:
         pass
 
@@ -276,8 +306,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"error: {args.path} does not exist", file=sys.stderr)
         return 2
     result = verify_run(args.path)
+    complete = None
+    if args.redis_url:
+        from manager.completeness import check
+
+        run_dir = args.path if args.path.is_dir() else args.path.parent
+        settings = settings_from_args(args)
+        redact_logs(settings)
+        try:
+            complete = check(run_dir, settings)
+        except BusUnavailable as e:
+            raise startup.StartupError(
+                f"cannot reach Redis at {settings.redacted()} ({e})", startup.EXIT_REDIS_UNREACHABLE
+            ) from None
     if args.json:
-        print(json.dumps(result.to_dict(), indent=1))
+        print(json.dumps({**result.to_dict(), "complete": complete.to_dict() if complete else None}, indent=1))
     elif result.ok:
         seq = result.head.seq if result.head else 0
         print(f"OK: {result.path}: {result.lines} lines, chain intact, head seq {seq}")
@@ -285,14 +328,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"TAMPERED: {result.path}: {len(result.problems)} problem(s)")
         for problem in result.problems[:50]:
             print(f"  {problem}")
-    return 0 if result.ok else 1
+    if complete is not None and not args.json:
+        if complete.ok:
+            print(f"COMPLETE: {complete.done} jobs done in the run, one completion line each")
+        else:
+            print(f"INCOMPLETE: {len(complete.problems())} problem(s)")
+            for problem in complete.problems()[:50]:
+                print(f"  {problem}")
+    return 0 if result.ok and (complete is None or complete.ok) else 1
 
 
 def cmd_action(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     redact_logs(settings)
     client = connect(settings, timeout_s=5.0)
-    client.set_retry(Retry(ExponentialBackoff(cap=0.5, base=0.1), 2))  # an operator wants an answer now
+    set_retries(client, 2, base_s=0.1, cap_s=0.5)  # an operator wants an answer now
     ns = settings.namespace
     try:
         if args.action == "requeue-failed":
@@ -321,3 +371,9 @@ def cmd_action(args: argparse.Namespace) -> int:
         raise startup.StartupError(f"Redis at {settings.redacted()}: {e}", code) from None
     print(detail)
     return 0
+
+
+def _terminate(terminated: threading.Event, coordinator: Any) -> None:
+    """SIGTERM: stop the run (interrupted) or, once it ended, the serving."""
+    terminated.set()
+    coordinator.stop()

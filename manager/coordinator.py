@@ -19,7 +19,14 @@ when a clusterer is given), or ends in ``error`` / ``interrupted``:
 
 Files, in the run dir (default ``<output-root>/runs/<run-id>/``):
 ``state.json`` (atomic), ``events.jsonl`` (hash-chained journal, see
-``manager.journal``), ``summary.json``, ``scan_report.json`` (large reports).
+``manager.journal``), ``plan.jsonl`` (the jobs as planned), ``summary.json``,
+``scan_report.json`` (large reports), ``.manager.lock`` (held while a
+manager drives the run).
+
+The manager's own disk is treated like Redis (``manager.disk``): a full or
+failing disk is waited out (up to ``disk_timeout_s``) while the workers'
+events wait in Redis. With ``resume=True``, a run whose manager died is
+picked up where its journal stops (``manager.resume``).
 
 Use from Python::
 
@@ -39,6 +46,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
 import threading
 import time
@@ -53,7 +61,9 @@ from bus.errors import BusUnavailable
 from bus.messages import Job, SeenEventIds
 from bus.redis_transport import RedisTransport, connect, translated
 from bus.settings import RedisSettings
+from manager import resume as resuming
 from manager import runsteps
+from manager.disk import DiskGuard, DiskUnavailable
 from manager.failures import FailureTally
 from manager.fleet import FleetView
 from manager.journal import JOURNAL_FILE, Journal
@@ -114,6 +124,8 @@ class CoordinatorOptions:
     registry_every_s: float = 2.0
     bus_timeout_s: float = 300.0
     """A Redis outage longer than this ends the run in ``error``."""
+    disk_timeout_s: float = 300.0
+    """A full or failing disk (the run dir's) for longer than this ends the run in ``error``."""
     fsync_interval_s: float = 1.0
     throughput_bucket_s: float = 5.0
     """Width of one point of the throughput-over-time series."""
@@ -125,6 +137,10 @@ SCAN_ERRORS_SHOWN = 100
 
 class Interrupted(Exception):
     """The run was asked to stop."""
+
+
+class RunHeld(Exception):
+    """The run dir belongs to a manager that is still running."""
 
 
 def new_run_id() -> str:
@@ -175,6 +191,7 @@ class Coordinator:
         routes: Any = None,
         options: CoordinatorOptions | None = None,
         secrets: Iterable[str] = (),
+        resume: bool = False,
     ) -> None:
         self.settings = settings
         self.output_root = Path(output_root)
@@ -188,14 +205,24 @@ class Coordinator:
             "routes": routes,
         }
         self.opts = options or CoordinatorOptions()
-        self.run_id = run_id or new_run_id()
-        self.run_dir = Path(run_dir) if run_dir is not None else self.output_root / "runs" / self.run_id
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.redactor = Redactor([*settings.secrets(), *secrets])
+        self._stop = threading.Event()
+        self.disk = DiskGuard(self.opts.disk_timeout_s, stop=self._stop)
+        self.resumed: dict[str, Any] | None = None
+        """The state its dead manager left, when this coordinator resumes a run."""
+        self.closed_runs: list[str] = []
+        """Runs of the same settings whose manager died, closed and linked to this one."""
+        self.run_id, self.run_dir = self._choose_run(run_id, run_dir, resume)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.lock = resuming.RunLock(self.run_dir)
+        if not self.lock.acquire():
+            raise RunHeld(f"run dir {self.run_dir} is held by another live manager ({resuming.LOCK_FILE})")
         self.client = connect(settings)
         self.transport = RedisTransport(self.client, namespace=settings.namespace)
         self.fleet = FleetView(self.client, settings.namespace, self.redactor)
-        self.journal = Journal(self.run_dir / JOURNAL_FILE, self.run_id, self.redactor, self.opts.fsync_interval_s)
+        self.journal = Journal(
+            self.run_dir / JOURNAL_FILE, self.run_id, self.redactor, self.opts.fsync_interval_s, guard=self.disk
+        )
         self.machine = StageMachine()
         self.usage = StageUsage()
         self.throughput = Throughput(bucket_s=self.opts.throughput_bucket_s)
@@ -204,7 +231,6 @@ class Coordinator:
         self.counters = _Counters()
         self.failures = FailureTally()
         """Failures of the run by source (``worker``, ``scan``) and reason class."""
-        self._stop = threading.Event()
         self._cluster_now = threading.Event()
         self._cluster_fn: ClusterFn | None = None
         self._devices: dict[str, tuple[str, str]] = {}
@@ -216,8 +242,32 @@ class Coordinator:
         self._started_ms = int(time.time() * 1000)
         self._ended_ms: int | None = None
         self._t0 = time.monotonic()
+        self._elapsed_before = 0.0
+        """Seconds the run had been driven before this manager resumed it."""
         self._events_from = f"{self.fleet.redis_time_ms()}-0"
+        if self.resumed is not None:
+            self._started_ms = int(self.resumed.get("started_ms") or self._started_ms)
+            self._elapsed_before = float(self.resumed.get("elapsed_s") or 0.0)
         self._status: dict[str, Any] = self._build_status()
+
+    def _choose_run(self, run_id: str | None, run_dir: Path | None, resume_ok: bool) -> tuple[str, Path]:
+        """This run's id and dir: a dead run of the same settings when
+        ``resume_ok`` (the one in ``run_dir``, else the newest under the
+        output root), otherwise a new one."""
+        if resume_ok:
+            candidates = (
+                [Path(run_dir)] if run_dir is not None else resuming.orphaned_runs(self.output_root, self._config())
+            )
+            for d in candidates:
+                state = resuming.orphaned(d)
+                if state is not None and resuming.same_run(state, self._config()) and state.get("run_id"):
+                    self.resumed = state
+                    self.closed_runs = [o.name for o in candidates if o != d]
+                    return str(state["run_id"]), d
+            if run_dir is None:
+                self.closed_runs = [d.name for d in candidates]
+        rid = run_id or new_run_id()
+        return rid, Path(run_dir) if run_dir is not None else self.output_root / "runs" / rid
 
     # -- public, thread-safe --------------------------------------------
     def run(self, cluster: ClusterFn | None = None, jobs: list[Job] | None = None) -> RunSummary:
@@ -227,12 +277,16 @@ class Coordinator:
             raise RuntimeError(f"run {self.run_id} was already started; create a new Coordinator")
         self._cluster_fn = cluster
         self._t0 = time.monotonic()
-        self.journal.write("run_started", f"run {self.run_id} started", data=self._config(), sync=True)
-        log.info("run %s started; run dir %s", self.run_id, self.run_dir)
         try:
+            self._begin()
             self._enter(Stage.SCANNING)
-            planned = runsteps.plan_jobs(self, jobs)
-            runsteps.enqueue_jobs(self, planned)
+            saved = resuming.read_plan(self.run_dir) if self.resumed is not None else None
+            if saved is not None:
+                runsteps.enqueue_jobs(self, saved.jobs, done_before=saved.done_before)
+            else:
+                runsteps.enqueue_jobs(self, runsteps.plan_jobs(self, jobs))
+            if self.resumed is not None:
+                resuming.replay(self, scanned_again=saved is None)
             self._enter(Stage.EMBEDDING)
             self._embed()
             if cluster is not None:
@@ -248,9 +302,33 @@ class Coordinator:
             self._enter(Stage.ERROR)
         return self._finish()
 
+    def _begin(self) -> None:
+        """The run's first journal line: started, or resumed after its manager died."""
+        for old in self.closed_runs:
+            resuming.close_dead_run(self, self.output_root / "runs" / old)
+        if self.resumed is None:
+            data = {**self._config(), "continues": self.closed_runs} if self.closed_runs else self._config()
+            self.journal.write("run_started", f"run {self.run_id} started", data=data, sync=True)
+            log.info("run %s started; run dir %s", self.run_id, self.run_dir)
+            return
+        stage = self.resumed.get("stage")
+        self.journal.write(
+            "run_resumed",
+            f"run {self.run_id} resumed: its manager stopped at stage {stage}",
+            level="warning",
+            data={**self._config(), "stage": stage, "closed": self.closed_runs},
+            sync=True,
+        )
+        log.warning("run %s resumed (its manager stopped at stage %s); run dir %s", self.run_id, stage, self.run_dir)
+
     def stop(self) -> None:
         """Ask the run to end as ``interrupted`` (from any thread)."""
         self._stop.set()
+
+    @property
+    def stop_event(self) -> threading.Event:
+        """Set once ``stop()`` was called (a clusterer may watch it)."""
+        return self._stop
 
     def request_cluster(self) -> tuple[bool, str]:
         """cluster-now: end the embedding stage now and cluster what is done."""
@@ -267,7 +345,10 @@ class Coordinator:
         if self.machine.stage.final:  # the journal is sealed once the run ends
             log.info("action after the run ended: %s: %s", action, detail)
             return
-        self.journal.write("action", f"{action}: {detail}", data={"action": action, "source": source})
+        try:
+            self.journal.write("action", f"{action}: {detail}", data={"action": action, "source": source})
+        except DiskUnavailable as e:
+            log.error("action %s not journaled: %s", action, e)
 
     def run_status(self) -> dict[str, Any]:
         """The latest run status (as in ``state.json``)."""
@@ -288,24 +369,51 @@ class Coordinator:
     def _enter(self, stage: Stage) -> None:
         used = self.usage.finish()
         old = self.machine.move(stage)
-        if old != Stage.INIT:
-            self.journal.write("stage_finished", f"{old.value} finished", usage=used, data={"stage": old.value})
         self.journal.stage = stage.value
         if stage.final:
             self._ended_ms = int(time.time() * 1000)
         else:
             self.usage.start(stage.value)
-        level = {"error": "error", "interrupted": "warning"}.get(stage.value, "info")
-        self.journal.write(
-            "stage_started",
-            f"{stage.value}",
-            level=level,
-            error=self.counters.error,
-            data={"stage": stage.value, "from": old.value},
-            sync=True,
-        )
         log.info("run %s: %s", self.run_id, stage.value)
-        self._publish_state()
+        level = {"error": "error", "interrupted": "warning"}.get(stage.value, "info")
+        try:
+            self.note_disk_outages()
+            if old != Stage.INIT:
+                self.journal.write("stage_finished", f"{old.value} finished", usage=used, data={"stage": old.value})
+            self.journal.write(
+                "stage_started",
+                f"{stage.value}",
+                level=level,
+                error=self.counters.error,
+                data={"stage": stage.value, "from": old.value},
+                sync=True,
+            )
+            self._publish_state()
+        except DiskUnavailable as e:
+            if not stage.final:
+                raise
+            self._disk_lost(e)
+
+    def note_disk_outages(self) -> None:
+        """Journal the disk outages that ended (they could not be journaled while they lasted)."""
+        for outage in self.disk.take_ended():
+            self.journal.write(
+                "disk_recovered",
+                f"the disk was full or failing for {outage.seconds:.1f} s ({outage.what}: {outage.error})",
+                level="warning",
+                error=outage.error,
+                data={"seconds": outage.seconds, "path": outage.what},
+            )
+
+    def _disk_lost(self, e: DiskUnavailable) -> None:
+        """The run is ending and its files cannot be written: say so once."""
+        if self.counters.error is None:
+            self.counters.error = self.redactor.text(f"DiskUnavailable: {e}")
+        log.error("run %s: %s; the journal stops here (the workers' events stay in Redis)", self.run_id, e)
+
+    def write_file(self, path: Path, data: dict[str, Any]) -> None:
+        """``write_atomic`` through the disk guard."""
+        self.disk.call(lambda: write_atomic(path, data), str(path))
 
     def _embed(self) -> None:
         cpu0 = time.thread_time()
@@ -352,56 +460,63 @@ class Coordinator:
         etype = str(ev.get("type") or "unknown")
         worker = str(ev.get("worker") or "?")
         job = ev.get("job") if isinstance(ev.get("job"), str) else None
-        counters = self._count_event(etype, worker, job, ev)
         data = {k: ev[k] for k in _EVENT_FIELDS if k in ev}
         data.setdefault("source", "worker")
         data["entry"] = entry_id
+        if etype == "job_done":  # kept, so that a resumed run replays it into the same class
+            data["class"] = device_class(*self.device_of(worker, str(ev.get("kind") or "?")))
         usage = job_usage(ev, time.thread_time() - t) if job else {}
         error = ev.get("error")
         self.journal.write(
             etype,
             f"{worker}: {etype} {ev.get('path') or ''}".rstrip(),
             level=_LEVELS.get(etype, "info"),
-            counters=counters,
+            counters=_event_counters(etype, ev),
             usage=usage,
             error=str(error) if error else None,
             data=data,
         )
-        self.counters.events += 1
+        self.apply_event(etype, worker, job, ev, data.get("class"))
         self.counters.event_cpu_s += time.thread_time() - t
+
+    def apply_event(
+        self,
+        etype: str,
+        worker: str,
+        job: str | None,
+        ev: dict[str, Any],
+        klass: str | None,
+        end_s: float | None = None,
+    ) -> None:
+        """Count one journaled worker event into the run's figures (also when
+        a resumed run replays its journal: ``end_s`` is then when it was journaled)."""
+        self.counters.events += 1
         if job:
             self.counters.job_events += 1
             if etype in ("job_done", "job_skipped", "job_dead"):
                 self.events_seen.add(job)
-
-    def _count_event(self, etype: str, worker: str, job: str | None, ev: dict[str, Any]) -> dict[str, int]:
-        raw_rows = ev.get("rows")
-        rows = raw_rows if isinstance(raw_rows, int) and not isinstance(raw_rows, bool) else 0
         if etype == "job_done":
+            rows = _count(ev.get("rows"))
             self.counters.rows += rows
             raw_counts = ev.get("counts")
             counts: dict[str, Any] = raw_counts if isinstance(raw_counts, dict) else {}
             self.counters.model_calls += _count(counts.get("model_calls"))
             self.counters.rows_reused += _count(counts.get("rows_reused"))
-            kind, device = self.device_of(worker, str(ev.get("kind") or "?"))
-            self.throughput.add(worker, device_class(kind, device), rows, seconds=_seconds(ev.get("seconds")))
+            klass = klass or device_class(*self.device_of(worker, str(ev.get("kind") or "?")))
+            self.throughput.add(worker, klass, rows, seconds=_seconds(ev.get("seconds")), end_s=end_s)
             if job:
                 self.tracker.mark(job, c.STATE_DONE)
-            return {"jobs_done": 1, "rows": rows}
-        if etype == "job_skipped":
+        elif etype == "job_skipped":
             self.counters.skipped_by_workers += 1
             if job:
                 self.tracker.mark(job, c.STATE_DONE)
-            return {"jobs_skipped": 1}
-        if etype == "job_dead":
+        elif etype == "job_dead":
             if job:
                 self.tracker.mark(job, c.STATE_DEAD)
             error = ev.get("error")
             self.failures.add("worker", self.redactor.text(str(error)) if error is not None else None)
-            return {"jobs_dead": 1}
-        if etype in ("worker_started", "worker_stopped"):
+        elif etype in ("worker_started", "worker_stopped"):
             self._last_registry = 0.0
-        return {"job_retry": {"retries": 1}, "lease_lost": {"leases_lost": 1}}.get(etype, {})
 
     def device_of(self, worker: str, kind: str) -> tuple[str, str]:
         """(kind, device) of a worker, from the registry (cached)."""
@@ -442,7 +557,7 @@ class Coordinator:
             "started_ms": self._started_ms,
             "updated_ms": int(time.time() * 1000),
             "ended_ms": self._ended_ms,
-            "elapsed_s": round(time.monotonic() - self._t0, 1),
+            "elapsed_s": round(self._elapsed(), 1),
             "config": self._config(),
             "jobs": {
                 "planned": p.planned,
@@ -474,12 +589,20 @@ class Coordinator:
             "cluster": self.counters.cluster,
             "cluster_available": self._cluster_fn is not None,
             "error": self.counters.error,
+            "events_from": self._events_from,
+            "resumed": self.resumed is not None,
+            "continues": self.closed_runs,
+            "manager_pid": os.getpid(),
         }
+
+    def _elapsed(self) -> float:
+        """Seconds a manager has driven this run (across resumes)."""
+        return self._elapsed_before + time.monotonic() - self._t0
 
     def _publish_state(self) -> None:
         status = self._build_status()
-        write_atomic(self.run_dir / STATE_FILE, status)
-        self._status = status
+        self._status = status  # the API shows it even while the disk is full
+        self.write_file(self.run_dir / STATE_FILE, status)
 
     def watch_controls(self) -> None:
         """Journal pause/drain changes, whoever made them."""
@@ -508,32 +631,42 @@ class Coordinator:
             rows=self.counters.rows,
             model_calls=self.counters.model_calls,
             rows_reused=self.counters.rows_reused,
-            seconds=round(time.monotonic() - self._t0, 2),
+            seconds=round(self._elapsed(), 2),
             error=self.counters.error,
             cluster=self.counters.cluster,
             throughput=self.throughput.busy_rates()["classes"],
             worker_throughput=self.throughput.busy_rates()["workers"],
             bookkeeping_us_per_job=self._status.get("bookkeeping_us_per_job"),
         )
-        data = self.redactor.scrub(summary.to_dict())
         level = "info" if summary.exit_code == 0 else "error"
-        self.journal.write(
-            "run_finished",
-            summary.render().splitlines()[0],
-            level=level,
-            counters={
-                "done": summary.done,
-                "skipped": summary.skipped,
-                "failed": len(summary.failed),
-                "scan_errors": len(summary.scan_errors),
-                "pending": summary.pending,
-            },
-            data={"exit_code": summary.exit_code},
-            sync=True,
-        )
-        self.journal.close()
-        self._publish_state()
-        write_atomic(self.run_dir / "summary.json", data)
+        try:
+            self.note_disk_outages()
+            self.journal.write(
+                "run_finished",
+                summary.render().splitlines()[0],
+                level=level,
+                counters={
+                    "done": summary.done,
+                    "skipped": summary.skipped,
+                    "failed": len(summary.failed),
+                    "scan_errors": len(summary.scan_errors),
+                    "pending": summary.pending,
+                },
+                data={"exit_code": summary.exit_code},
+                sync=True,
+            )
+            self.journal.close()
+            self._publish_state()
+            self.write_file(self.run_dir / "summary.json", self.redactor.scrub(summary.to_dict()))
+        except DiskUnavailable as e:
+            self._disk_lost(e)
+            summary.error, summary.status = self.counters.error, Stage.ERROR.value
+            try:
+                self.journal.close()
+            except DiskUnavailable:
+                pass
+        finally:
+            self.lock.release()
         # The caller prints the summary (once); the log gets its headline.
         log.info("%s; summary in %s", summary.render().splitlines()[0], self.run_dir / "summary.json")
         return summary
@@ -581,3 +714,15 @@ def _seconds(value: Any) -> float | None:
 def _count(value: Any) -> int:
     """A non-negative count from an event field, 0 for anything else."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _event_counters(etype: str, ev: dict[str, Any]) -> dict[str, int]:
+    """The journal line's counter deltas of one worker event."""
+    if etype == "job_done":
+        return {"jobs_done": 1, "rows": _count(ev.get("rows"))}
+    return {
+        "job_skipped": {"jobs_skipped": 1},
+        "job_dead": {"jobs_dead": 1},
+        "job_retry": {"retries": 1},
+        "lease_lost": {"leases_lost": 1},
+    }.get(etype, {})

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import redis
-
 from bus.errors import EmbedfleetError
+from bus.redis_transport import RedisError
 from bus.settings import RedisSettings
 from manager import actions
 from manager.fleet import FleetView
@@ -101,7 +100,7 @@ class StatusHub:
                 "failed": self.fleet.failed_count(),
                 "workers": {"total": len(workers), "healthy": sum(1 for w in workers if w["healthy"])},
             }
-        except (EmbedfleetError, redis.exceptions.RedisError) as e:  # unreachable, or the login refused
+        except (EmbedfleetError, RedisError) as e:  # unreachable, or the login refused
             bus = {"reachable": False, "error": self.redactor.text(str(e))}
         return self.redactor.scrub({"run": self.run.run_status() or None, "bus": bus}), workers
 

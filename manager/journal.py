@@ -15,6 +15,11 @@ written. Lines are flushed at once and fsynced at most once a second (and
 on every stage change and on close), which keeps bookkeeping per job well
 under a millisecond.
 
+A full or failing disk (``manager.disk``): a line that could not be written
+whole is cut off again (the file goes back to its last whole line) and the
+write is retried through the run's ``DiskGuard``; the chain never holds a
+torn line, and the line is written once.
+
 The chain proves integrity against accidental or careless edits; someone
 who rewrites the whole file and ``state.json`` consistently is not caught
 (that needs a key held elsewhere).
@@ -27,12 +32,13 @@ import json
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from manager.disk import DiskGuard
 from manager.redaction import Redactor
 
 SCHEMA_VERSION = 1
@@ -100,19 +106,51 @@ class Journal:
     """Append-only, hash-chained, redacted writer of ``events.jsonl``.
 
     Reopening an existing journal continues its chain. Safe to call from
-    several threads (the coordinator and the API's action handlers)."""
+    several threads (the coordinator and the API's action handlers).
+    ``guard`` waits out a full or failing disk (none: fail at once);
+    ``os_write`` is ``os.write`` (a test hands in a failing one)."""
 
-    def __init__(self, path: Path, run_id: str, redactor: Redactor, fsync_interval_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        run_id: str,
+        redactor: Redactor,
+        fsync_interval_s: float = 1.0,
+        *,
+        guard: DiskGuard | None = None,
+        os_write: Callable[[int, bytes | memoryview], int] = os.write,
+    ) -> None:
         self.path = Path(path)
         self.run_id = run_id
         self.redactor = redactor
         self.fsync_interval_s = fsync_interval_s
+        self.guard = guard
+        self._os_write = os_write
         self.stage = "init"
         self._lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._head = self._resume()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        self._size = self._whole_size()
+        self._head = self._resume()
         self._last_sync = time.monotonic()
+
+    def _whole_size(self) -> int:
+        """The file's size up to its last whole line: a torn tail (a crash
+        while the disk was full) is cut off, so the chain goes on cleanly."""
+        size = os.fstat(self._fd).st_size
+        end, chunk = size, 65536
+        with open(self.path, "rb") as f:
+            while end > 0:
+                start = max(0, end - chunk)
+                f.seek(start)
+                nl = f.read(end - start).rfind(b"\n")
+                if nl >= 0:
+                    end = start + nl + 1
+                    break
+                end = start
+        if end != size:
+            os.ftruncate(self._fd, end)
+        return end
 
     def _resume(self) -> Head:
         if not self.path.exists() or self.path.stat().st_size == 0:
@@ -165,14 +203,36 @@ class Journal:
             }
             record = self.redactor.scrub(record)
             raw = json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
-            os.write(self._fd, raw + b"\n")
+            self._io(lambda: self._append(raw + b"\n"))
             self._head = Head(record["seq"], line_hash(raw))
             if sync or time.monotonic() - self._last_sync >= self.fsync_interval_s:
                 self._sync()
             return record
 
+    def _io(self, fn: Callable[[], None]) -> None:
+        if self.guard is None:
+            fn()
+        else:
+            self.guard.call(fn, str(self.path))
+
+    def _append(self, line: bytes) -> None:
+        """Write one whole line, or leave the file as it was and raise."""
+        if os.fstat(self._fd).st_size != self._size:  # a failed try left part of a line
+            os.ftruncate(self._fd, self._size)
+        view = memoryview(line)
+        try:
+            while view:
+                view = view[self._os_write(self._fd, view) :]
+        except OSError:
+            try:
+                os.ftruncate(self._fd, self._size)
+            except OSError:
+                pass  # cut off before the next try
+            raise
+        self._size += len(line)
+
     def _sync(self) -> None:
-        os.fsync(self._fd)
+        self._io(lambda: os.fsync(self._fd))
         self._last_sync = time.monotonic()
 
     def sync(self) -> None:
@@ -180,11 +240,14 @@ class Journal:
             self._sync()
 
     def close(self) -> None:
+        """Fsync and close; the file is closed even when the fsync fails."""
         with self._lock:
             if self._fd >= 0:
-                os.fsync(self._fd)
-                os.close(self._fd)
-                self._fd = -1
+                try:
+                    self._sync()
+                finally:
+                    os.close(self._fd)
+                    self._fd = -1
 
 
 @dataclass

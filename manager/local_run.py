@@ -215,7 +215,10 @@ def main(a: argparse.Namespace) -> int:
             url = stack.enter_context(EmbeddedRedis(state_dir / "redis")).url
             print(f"[run] embedded Redis at {url} (AOF in {state_dir / 'redis'})")
             settings = RedisSettings.from_url(url)
-        coord = Coordinator(settings, output_root=data, input_root=data, model=model_id())
+        coord = Coordinator(settings, output_root=data, input_root=data, model=model_id(), resume=True)
+        terminated = threading.Event()
+        if threading.current_thread() is threading.main_thread():  # SIGTERM: end the run (or the lingering) now
+            signal.signal(signal.SIGTERM, lambda *_: _terminate(terminated, coord))
         api = None
         if a.port:
             api = coord.serve_api(port=a.port)
@@ -253,20 +256,34 @@ def main(a: argparse.Namespace) -> int:
         elif not a.no_cluster:
             print("[run] no clusters were written this run (see the error above)")
         if api is not None:
-            linger(api.url, a.keep_serving)
+            linger(api.url, a.keep_serving, terminated)
         return int(summary.exit_code)
 
 
-def linger(url: str, keep_serving: bool, grace_s: float = 2.0) -> None:
+def linger(url: str, keep_serving: bool, stopped: threading.Event | None = None, grace_s: float = 2.0) -> None:
     """Let open dashboards receive the final state (they then say the run
-    ended and keep showing it); with ``--keep-serving``, serve until Ctrl-C."""
+    ended and keep showing it); with ``--keep-serving``, serve until Ctrl-C
+    or SIGTERM (``stopped``). A SIGTERM already received skips the wait."""
+    stopped = stopped or threading.Event()
+    if stopped.is_set():
+        return
     if keep_serving:
-        print(f"[run] the dashboard on {url}/ shows the final state until this process exits; Ctrl-C to stop")
+        print(
+            f"[run] the dashboard on {url}/ shows the final state until this process exits; Ctrl-C or SIGTERM to stop",
+            flush=True,
+        )
         try:
-            while True:
-                time.sleep(3600)
+            while not stopped.wait(0.5):
+                pass
         except KeyboardInterrupt:
-            return
+            pass
+        return
     print(f"[run] dashboard {url}/ stops now; an open page keeps the final state (--keep-serving keeps it up)")
     sys.stdout.flush()
-    time.sleep(grace_s)
+    stopped.wait(grace_s)
+
+
+def _terminate(terminated: threading.Event, coordinator: Any) -> None:
+    """SIGTERM: stop the run (interrupted) or, once it ended, the serving."""
+    terminated.set()
+    coordinator.stop()

@@ -28,6 +28,7 @@ from bus.redis_transport import RedisTransport, connect, script_source, translat
 from bus.settings import RedisSettings
 
 PARQUET = ".parquet"
+TEMP = ".tmp"
 PART_MARK = ".rows-"
 
 Issues = list[tuple[str, str]]
@@ -48,6 +49,8 @@ class Listing:
     files: dict[str, Stamp] = field(default_factory=dict)
     present: set[str] = field(default_factory=set)
     unreadable: bool = False
+    temps: list[str] = field(default_factory=list)
+    """Hidden ``.tmp`` files: the workers' temporaries."""
 
 
 def _problem(e: OSError) -> str:
@@ -56,6 +59,15 @@ def _problem(e: OSError) -> str:
 
 def _link_problem(e: OSError) -> str:
     return "broken symlink" if isinstance(e, FileNotFoundError) else f"unreadable symlink: {_problem(e)}"
+
+
+def _follow(path: str, root: str | None) -> os.stat_result:
+    """``stat`` of what the symlink ``path`` leads to, refused (``ValueError``,
+    the problem to report) when that is outside the canonical ``root``."""
+    target = os.path.realpath(path, strict=True)
+    if root is not None and not (target == root or target.startswith(root.rstrip("/") + "/")):
+        raise ValueError(f"symlink leads out of the data root {root} (to {target}); skipped")
+    return os.stat(target)
 
 
 def _utf8(name: str, path: str, issues: Issues) -> bool:
@@ -67,9 +79,9 @@ def _utf8(name: str, path: str, issues: Issues) -> bool:
         return False
 
 
-def subdirs(path: str, issues: Issues) -> list[str] | None:
-    """Sorted subdirectory names; ``None`` when ``path`` does not exist.
-    Raises ``OSError`` when it cannot be read."""
+def subdirs(path: str, issues: Issues, root: str | None = None) -> list[str] | None:
+    """Sorted subdirectory names (symlinks followed inside ``root``); ``None``
+    when ``path`` does not exist. Raises ``OSError`` when it cannot be read."""
     try:
         entries = list(os.scandir(path))
     except FileNotFoundError:
@@ -80,17 +92,20 @@ def subdirs(path: str, issues: Issues) -> list[str] | None:
             continue
         if e.is_symlink():
             try:
-                if stat.S_ISDIR(os.stat(e.path).st_mode):
+                if stat.S_ISDIR(_follow(e.path, root).st_mode):
                     names.append(e.name)
             except OSError as err:
                 issues.append((e.path, _link_problem(err)))
+            except ValueError as err:
+                issues.append((e.path, str(err)))
         elif e.is_dir(follow_symlinks=False):
             names.append(e.name)
     return sorted(names)
 
 
-def parquet_files(path: str, issues: Issues) -> Listing:
-    """The ``.parquet`` files of a directory with their stat."""
+def parquet_files(path: str, issues: Issues, root: str | None = None) -> Listing:
+    """The ``.parquet`` files of a directory with their stat (symlinks
+    followed inside ``root``), and the workers' temporaries apart."""
     out = Listing()
     try:
         entries = list(os.scandir(path))
@@ -101,13 +116,22 @@ def parquet_files(path: str, issues: Issues) -> Listing:
         issues.append((path, f"cannot read directory: {_problem(e)}"))
         return out
     for ent in sorted(entries, key=lambda x: x.name):
-        if not _utf8(ent.name, ent.path, issues) or not ent.name.endswith(PARQUET) or ent.name.startswith("."):
+        if not _utf8(ent.name, ent.path, issues):
+            continue
+        if ent.name.startswith("."):
+            if ent.name.endswith(TEMP):
+                out.temps.append(ent.name)
+            continue
+        if not ent.name.endswith(PARQUET):
             continue
         out.present.add(ent.name)
         try:
-            st = os.stat(ent.path) if ent.is_symlink() else ent.stat(follow_symlinks=False)
+            st = _follow(ent.path, root) if ent.is_symlink() else ent.stat(follow_symlinks=False)
         except OSError as err:
             issues.append((ent.path, _link_problem(err) if ent.is_symlink() else f"cannot stat: {_problem(err)}"))
+            continue
+        except ValueError as err:
+            issues.append((ent.path, str(err)))
             continue
         if stat.S_ISDIR(st.st_mode):
             issues.append((ent.path, "is a directory, not a parquet file"))
@@ -233,7 +257,8 @@ class Scanner:
         in_rel, out_rel = f"{INPUT_DIR}/{suffix}/{sub}", f"{OUTPUT_DIR}/{suffix}/{sub}"
         in_dir, out_dir = str(self.input_root / in_rel), str(self.output_root / out_rel)
         issues: Issues = []
-        inputs, outputs = parquet_files(in_dir, issues), parquet_files(out_dir, issues)
+        inputs = parquet_files(in_dir, issues, os.path.realpath(self.input_root))
+        outputs = parquet_files(out_dir, issues, os.path.realpath(self.output_root))
         by_input: dict[str, list[tuple[str, tuple[int, int] | None, int]]] = {}
         orphans = []
         for out_name, out_st in outputs.files.items():
@@ -262,14 +287,19 @@ class Scanner:
                 jobs.append(
                     (rank, job_id(path, rows, st.fingerprint, self.model), path, out, st.fingerprint, rows, nbytes)
                 )
-        return {"counts": counts, "jobs": jobs, "orphans": orphans, "issues": issues}
+        temps = [f"{out_rel}/{n}" for n in outputs.temps]
+        return {"counts": counts, "jobs": jobs, "orphans": orphans, "temps": temps, "issues": issues}
 
 
-def discover(chains: str, embeddings: str, checkpoint: list[str] | None, issues: Issues) -> tuple[list[Any], list[str]]:
-    """Directory pairs ``(rank, suffix, subreddit)`` and subreddit names by rank."""
-    in_suffixes = subdirs(chains, issues) or []
+def discover(
+    chains: str, embeddings: str, checkpoint: list[str] | None, issues: Issues, roots: tuple[str, str] | None = None
+) -> tuple[list[Any], list[str]]:
+    """Directory pairs ``(rank, suffix, subreddit)`` and subreddit names by
+    rank; symlinks are followed inside ``roots`` (canonical input, output)."""
+    in_root, out_root = roots if roots is not None else (None, None)
+    in_suffixes = subdirs(chains, issues, in_root) or []
     try:
-        out_suffixes = subdirs(embeddings, issues) or []
+        out_suffixes = subdirs(embeddings, issues, out_root) or []
     except OSError as e:
         issues.append((embeddings, f"cannot read directory: {_problem(e)}"))
         out_suffixes = []
@@ -282,7 +312,7 @@ def discover(chains: str, embeddings: str, checkpoint: list[str] | None, issues:
             if is_input and suffix not in in_suffixes:
                 continue
             try:
-                found = subdirs(os.path.join(base, suffix), issues) or []
+                found = subdirs(os.path.join(base, suffix), issues, in_root if is_input else out_root) or []
             except OSError as e:
                 issues.append((os.path.join(base, suffix), f"cannot read directory: {_problem(e)}"))
                 known = known and not is_input
@@ -319,12 +349,18 @@ def scan(
     chains = os.path.join(input_root, INPUT_DIR)
     if not os.path.isdir(chains):
         raise FileNotFoundError(f"{chains}: no such directory")
+    roots = (os.path.realpath(input_root), os.path.realpath(output_root))
+    for tree, root in ((chains, roots[0]), (os.path.join(output_root, OUTPUT_DIR), roots[1])):
+        real = os.path.realpath(tree)
+        if os.path.isdir(tree) and not real.startswith(root.rstrip("/") + "/"):
+            raise ValueError(f"{tree}: symlink leads out of the data root {root} (to {real})")
     issues: Issues = []
-    pairs, names = discover(chains, os.path.join(output_root, OUTPUT_DIR), subreddits, issues)
+    pairs, names = discover(chains, os.path.join(output_root, OUTPUT_DIR), subreddits, issues, roots)
     sc = Scanner(Path(input_root), Path(output_root), model, rows_per_part)
     subs = [[0] * 8 for _ in names]
     jobs: list[Any] = []
     orphans: list[str] = []
+    temps: list[str] = []
     for rank, suffix, sub in pairs:
         r = sc.pair(rank, suffix, sub)
         c = r["counts"]
@@ -344,6 +380,7 @@ def scan(
             subs[rank][i] += v
         jobs += r["jobs"]
         orphans += r["orphans"]
+        temps += r["temps"]
         issues += r["issues"]
     stats = {
         "dirs": len(pairs),
@@ -360,6 +397,7 @@ def scan(
         "jobs": jobs,
         "subreddits": [(n, *s) for n, s in zip(names, subs, strict=True)],
         "orphans": orphans,
+        "temps": temps,
         "issues": sorted(issues),
         "stats": stats,
         "cancelled": False,

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 from bus.errors import BusUnavailable
 from bus.messages import Job
 from bus.redis_transport import translated
-from manager.state import write_atomic
+from manager.resume import PLAN_FILE, write_plan
+from manager.state import write_bytes_atomic
 
 if TYPE_CHECKING:
     from manager.coordinator import Coordinator
@@ -57,7 +58,7 @@ def plan_jobs(co: Coordinator, jobs: list[Job] | None) -> list[Job]:
     body = json.dumps(report, default=str)
     data: dict[str, Any] = {"source": "scan"}
     if len(body) > _REPORT_INLINE_BYTES:
-        write_atomic(co.run_dir / "scan_report.json", {"report": report})
+        co.write_file(co.run_dir / "scan_report.json", {"report": report})
         data["report_file"] = "scan_report.json"
     else:
         data["report"] = report
@@ -92,6 +93,16 @@ def note_scan_report(co: Coordinator, report: Any) -> None:
     jobs of the plan, counted apart from the dead-lettered jobs."""
     totals = getattr(report, "totals", None)
     co.counters.up_to_date = int(getattr(totals, "up_to_date", 0) or 0)
+    temps = list(getattr(report, "temps", None) or [])
+    if temps:
+        co.journal.write(
+            "scan_temps",
+            f"{len(temps)} hidden temporary files in the output tree (being written, or left by killed workers; "
+            "ignored: workers remove their own)",
+            level="info",
+            counters={"temps": len(temps)},
+            data={"temps": temps[:100]},
+        )
     for issue in list(getattr(report, "errors", None) or [])[:10_000]:
         path, problem = _relative(co, str(getattr(issue, "path", "?"))), str(getattr(issue, "problem", issue))
         co.counters.scan_errors.append(
@@ -101,14 +112,22 @@ def note_scan_report(co: Coordinator, report: Any) -> None:
         co.journal.write("scan_error", f"{path}: {problem}", level="error", error=problem, data={"path": path})
 
 
-def enqueue_jobs(co: Coordinator, jobs: list[Job]) -> None:
-    """Put the plan on the bus (idempotent) and read where each job stands."""
+def enqueue_jobs(co: Coordinator, jobs: list[Job], done_before: set[str] | None = None) -> None:
+    """Put the plan on the bus (idempotent) and read where each job stands.
+
+    A new plan is saved to ``plan.jsonl`` first, with the jobs done before
+    the run; a resumed run passes the saved plan and its ``done_before``."""
     from manager.tracker import JobTracker
 
     co.tracker = JobTracker(jobs)
     with translated():  # what was done before this run: read before enqueuing (workers may be running)
         co.tracker.refresh(co.client, co.transport.keys)
-    co.tracker.note_already_done()
+    if done_before is None:
+        co.tracker.note_already_done()
+        body = write_plan(jobs, co.tracker.already_done)
+        co.disk.call(lambda: write_bytes_atomic(co.run_dir / PLAN_FILE, body), str(co.run_dir / PLAN_FILE))
+    else:
+        co.tracker.already_done = set(done_before) & set(co.tracker.jobs)
     co.transport.ensure_lanes(sorted({j.lane for j in jobs}) or ["default"])
     try:
         scan = _scan_module()
@@ -168,6 +187,7 @@ def watch(co: Coordinator) -> None:
 
 def _pass(co: Coordinator, clock: _Clock) -> bool:
     """One bookkeeping pass; True when the embedding stage is over."""
+    co.note_disk_outages()
     pump_events(co, int(co.opts.poll_s * 1000))
     now = time.monotonic()
     hinted = co.tracker.progress().finished
@@ -201,8 +221,8 @@ def pump_events(co: Coordinator, block_ms: int) -> int:
     for _stream, entries in resp or []:
         for eid, fields in entries:
             entry = eid.decode() if isinstance(eid, bytes) else str(eid)
-            co._events_from = entry
             co.on_event(entry, fields.get(b"event") or fields.get("event"))
+            co._events_from = entry  # only once journaled: a full disk leaves it to be read again
             n += 1
     return n
 

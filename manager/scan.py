@@ -92,6 +92,10 @@ class ScanReport:
     errors: list[ScanIssue]
     orphans: list[str]
     stats: dict[str, Any] = field(default_factory=dict)
+    temps: list[str] = field(default_factory=list)
+    """The workers' hidden temporary files in the output tree (relative to the
+    output root): being written, or left by a killed worker. No outputs;
+    workers remove their own stale ones."""
 
     @property
     def totals(self) -> SubredditCounts:
@@ -106,6 +110,7 @@ class ScanReport:
             "totals": asdict(self.totals),
             "errors": [asdict(e) for e in self.errors],
             "orphans": list(self.orphans),
+            "temps": list(self.temps),
             "stats": dict(self.stats),
         }
 
@@ -224,6 +229,7 @@ def to_plan(
         errors=[ScanIssue(p, problem) for p, problem in raw["issues"]],
         orphans=list(raw["orphans"]),
         stats=dict(raw["stats"]),
+        temps=list(raw.get("temps", [])),
     )
     return Plan(Path(input_root), Path(output_root), model, jobs, report)
 

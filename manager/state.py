@@ -81,8 +81,13 @@ class StageMachine:
 
 def write_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write JSON to ``path`` so that no reader ever sees a partial file."""
+    write_bytes_atomic(path, json.dumps(data, indent=1, sort_keys=True, default=str).encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, body: bytes) -> None:
+    """Write ``body`` to ``path`` through a temporary file, fsynced and renamed;
+    on failure (a full disk) the temporary is removed and ``path`` untouched."""
     path = Path(path)
-    body = json.dumps(data, indent=1, sort_keys=True, default=str).encode("utf-8")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:

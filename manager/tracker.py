@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import redis
-
 from bus import constants as c
 from bus.keys import Keys
 from bus.messages import Job
+from bus.redis_transport import RedisClient
+from bus.replies import as_text
 
 _CHUNK = 2000
 
@@ -64,13 +64,13 @@ class JobTracker:
         else:
             self.pending.add(job_id)
 
-    def refresh(self, client: redis.Redis, keys: Keys) -> None:
+    def refresh(self, client: RedisClient, keys: Keys) -> None:
         """Read the state of every job not known to be done."""
         ids = [*self.pending, *self.dead, *self.lost]
         for i in range(0, len(ids), _CHUNK):
             chunk = ids[i : i + _CHUNK]
             for job_id, raw in zip(chunk, client.hmget(keys.state, chunk), strict=True):
-                self.mark(job_id, raw.decode() if isinstance(raw, bytes) else raw)
+                self.mark(job_id, None if raw is None else as_text(raw))
 
     def note_already_done(self) -> None:
         """Call once after the first refresh: what was done before this run."""

@@ -66,7 +66,7 @@ def test_job_ids_match_the_vectors() -> None:
 def test_scan_returns_the_documented_shape(tmp_path: Path) -> None:
     tree = small_tree(tmp_path)
     raw = _core.scan(str(tree.input), str(tree.output), MODEL, rows_per_part=100)
-    assert set(raw) == {"jobs", "subreddits", "orphans", "issues", "stats", "cancelled"}
+    assert set(raw) == {"jobs", "subreddits", "orphans", "temps", "issues", "stats", "cancelled"}
     rank, job_id, path, out, fp, rows, nbytes = raw["jobs"][0]
     assert (rank, path, rows) == (0, "chains/2024-01/sub0/f0.parquet", None)
     assert job_id == _core.job_id(path, rows, fp, MODEL) and out == "embeddings/2024-01/sub0/f0.parquet"

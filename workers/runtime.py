@@ -1,3 +1,4 @@
+# Twin: rust/worker/src/runtime.rs (docs/parity.md)
 """The worker loop over a ``Transport``: claim, run, complete; with leases,
 retries, dead letters, controls, heartbeats, signals and a watchdog.
 
@@ -26,6 +27,7 @@ from workers.lease import LeaseKeeper
 from workers.paths import never_opens
 from workers.result import JobResult
 from workers.supervision import EXIT_ACCESS_DENIED, StopSignals, Watchdog
+from workers.temps import TempFiles
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -75,6 +77,13 @@ class WorkerConfig:
     handle_signals: bool = True
 
 
+def backoff_ms(attempts: int, base_ms: int = c.DEFAULT_RETRY_BASE_MS, max_ms: int = c.DEFAULT_RETRY_MAX_MS) -> int:
+    """Delay before the next attempt: ``base_ms`` doubled per attempt already
+    spent, at most ``max_ms`` (twin: ``WorkerConfig::backoff_ms``; pinned by
+    ``tests/vectors/backoff.json``)."""
+    return int(min(max_ms, base_ms * 2 ** max(0, min(attempts - 1, 62))))
+
+
 def reason_for(d: Delivery, e: BaseException) -> str:
     """``"<relative path>: <problem>"`` for any failure."""
     text = str(e).splitlines()[0] if str(e) else ""
@@ -93,8 +102,11 @@ class Worker:
         config: WorkerConfig,
         backlog: Callable[[list[str]], int] | None = None,
         hard_exit: Callable[[int], None] = os._exit,
+        temps: TempFiles | None = None,
     ) -> None:
         self.t = transport
+        self.temps = temps
+        """Removes stale temporary outputs: this worker's at start, a job's when it is taken over."""
         self.handler = handler
         self.cfg = config
         self.backlog = backlog
@@ -133,7 +145,7 @@ class Worker:
 
     def _event(self, kind: str, d: Delivery | None = None, **fields: Any) -> None:
         event: dict[str, Any] = {
-            "v": 1,
+            "v": c.EVENT_VERSION,
             "type": kind,
             "worker": self.cfg.worker_id,
             "kind": KIND,
@@ -177,8 +189,10 @@ class Worker:
         self.heartbeat.start()
         self.state = "idle"
         self.heartbeat.beat()
-        self._event("worker_started", device=self.cfg.device, lanes=self.cfg.lanes, version=__version__)
+        self._event(c.EVENT_WORKER_STARTED, device=self.cfg.device, lanes=self.cfg.lanes, version=__version__)
         log.info("worker %s on lanes %s", self.cfg.worker_id, ",".join(self.cfg.lanes))
+        if self.temps is not None:
+            self.temps.sweep_own()
         try:
             self._loop()
         finally:
@@ -213,7 +227,7 @@ class Worker:
         self.watchdog.stop()
         self.lease.stop()
         self.heartbeat.stop()
-        self._event("worker_stopped", rows=self.stats.rows_done, jobs=self.stats.jobs_done)
+        self._event(c.EVENT_WORKER_STOPPED, rows=self.stats.rows_done, jobs=self.stats.jobs_done)
         try:
             self.t.deregister(self.cfg.worker_id)
         except _BUS_DOWN as e:
@@ -271,7 +285,7 @@ class Worker:
         d: Delivery = prepared.delivery
         try:
             if self.lease.lost(d):
-                self._event("lease_lost", d)
+                self._event(c.EVENT_LEASE_LOST, d)
                 return
             if d.attempts > self.cfg.max_deliveries:
                 last = self._bus(lambda: self.t.last_error(d.job.id), "reading last error")
@@ -290,11 +304,13 @@ class Worker:
 
     def _execute(self, prepared: Any, d: Delivery) -> None:
         faults.job_started(d.job.path)
+        if d.deliveries > 1 and self.temps is not None:  # taken over: its last owner may have left a temporary
+            self.temps.taken_over(d.job)
         try:
             result = self.handler.run(prepared, lambda: self.lease.check(d))
         except LeaseLost:
             log.warning("%s: lease lost, abandoning the job", d.job.path)
-            self._event("lease_lost", d)
+            self._event(c.EVENT_LEASE_LOST, d)
             return
         except PermanentError as e:
             self._dead(d, reason_for(d, e))
@@ -319,13 +335,13 @@ class Worker:
         )
         if outcome is Outcome.LEASE_LOST:
             log.warning("%s: finished, but another worker owns it now: not counted", d.job.path)
-            self._event("lease_lost", d)
+            self._event(c.EVENT_LEASE_LOST, d)
             return
         self.stats.job_done(result)
         if outcome is Outcome.DUPLICATE:
             log.info("%s: already done by another delivery: acknowledged, not counted", d.job.path)
             return
-        kind = "job_skipped" if result.skipped else "job_done"
+        kind = c.EVENT_JOB_SKIPPED if result.skipped else c.EVENT_JOB_DONE
         self._event(kind, d, rows=result.rows, seconds=round(result.seconds, 3), counts=result.counts.as_dict())
         log.info(
             "%s: %s %d rows in %.2f s",
@@ -336,7 +352,7 @@ class Worker:
         )
 
     def _backoff_ms(self, d: Delivery) -> int:
-        return int(min(self.cfg.retry_max_ms, self.cfg.retry_base_ms * 2 ** max(0, d.attempts - 1)))
+        return backoff_ms(d.attempts, self.cfg.retry_base_ms, self.cfg.retry_max_ms)
 
     def _fail_transient(self, d: Delivery, reason: str) -> None:
         if d.attempts >= self.cfg.max_deliveries:
@@ -345,7 +361,7 @@ class Worker:
         delay = self._backoff_ms(d)
         outcome = self._bus(lambda: self.t.retry(self.cfg.worker_id, d, reason, delay), "scheduling a retry")
         if outcome is Outcome.DONE:
-            self._event("job_retry", d, error=reason, attempt=d.attempts, delay_ms=delay)
+            self._event(c.EVENT_JOB_RETRY, d, error=reason, attempt=d.attempts, delay_ms=delay)
 
     def _dead(self, d: Delivery, reason: str) -> None:
         log.error("dead letter: %s", reason)
@@ -353,7 +369,7 @@ class Worker:
             lambda: self.t.dead_letter(self.cfg.worker_id, d, reason, self.cfg.worker_id), "dead-lettering"
         )
         if outcome is Outcome.DONE:
-            self._event("job_dead", d, error=reason, attempts=d.attempts)
+            self._event(c.EVENT_JOB_DEAD, d, error=reason, attempts=d.attempts)
 
     def _on_timeout(self, d: Delivery, elapsed: float) -> None:
         """Watchdog: record why and give the job back (or dead-letter it) with a
@@ -362,9 +378,9 @@ class Worker:
         try:
             if d.attempts >= self.cfg.max_deliveries:
                 self.t.dead_letter(self.cfg.worker_id, d, reason, self.cfg.worker_id)
-                self._event("job_dead", d, error=reason, attempts=d.attempts)
+                self._event(c.EVENT_JOB_DEAD, d, error=reason, attempts=d.attempts)
             else:
                 self.t.retry(self.cfg.worker_id, d, reason, self._backoff_ms(d))
-                self._event("job_retry", d, error=reason, attempt=d.attempts)
+                self._event(c.EVENT_JOB_RETRY, d, error=reason, attempt=d.attempts)
         except Exception as e:
             log.error("could not record the timeout of %s (its lease will expire): %s", d.job.path, e)

@@ -69,10 +69,9 @@ class WorkerKind:
             embedder = "hash" if self.embedder == "hash" else "sentence-transformers"
             model = ["--device", "cpu", "--precision", "fp32", "--threads", "1"]
             return [sys.executable, "-m", "workers.mps", *common, "--embedder", embedder, *model]
-        if self.name == "rust":
-            if self.embedder != "model":
-                raise ValueError("the Rust worker has no stand-in embedder: run it with the model")
-            return [str(RUST_BIN), *common, "--model-dir", str(ONNX_DIR), "--threads", "1"]
+        if self.name == "rust":  # the hash stand-in reads only the model id from --model-dir
+            embedder = ["--embedder", "hash"] if self.embedder == "hash" else []
+            return [str(RUST_BIN), *common, "--model-dir", str(ONNX_DIR), "--threads", "1", *embedder]
         raise ValueError(f"unknown worker kind {self.name!r}")
 
     def env(self) -> dict[str, str]:

@@ -51,8 +51,13 @@ class OutputReport:
         )
 
 
+MANAGER_DIR = ".embedfleet"
+"""The manager's own folder under the output root (the scan's footer cache): no outputs."""
+
+
 def list_tree(root: Path) -> tuple[set[str], set[str]]:
-    """(visible, hidden) files under ``root``, relative POSIX paths."""
+    """(visible, hidden) files under ``root``, relative POSIX paths (the
+    manager's own ``.embedfleet/`` left out)."""
     visible: set[str] = set()
     hidden: set[str] = set()
     if not root.exists():
@@ -60,6 +65,8 @@ def list_tree(root: Path) -> tuple[set[str], set[str]]:
     for p in root.rglob("*"):
         if p.is_file() or p.is_symlink():
             rel = p.relative_to(root).as_posix()
+            if rel.startswith(MANAGER_DIR + "/"):
+                continue
             (hidden if p.name.startswith(".") else visible).add(rel)
     return visible, hidden
 

@@ -16,9 +16,10 @@ from tests.fault.harness import Run, Verdict
 from tests.fault.kinds import WorkerKind
 
 KIND_NAMES = [k for k in os.environ.get("EMBEDFLEET_FAULT_KINDS", "python,rust").split(",") if k]
-STAND_IN = {"python": "hash", "mini": "hash", "rust": "model"}
-"""The embedder each kind runs the scenarios with: the Python worker's hash
-stand-in (fast, exact comparison); the Rust worker has none, so the model."""
+STAND_IN = {"python": "hash", "mini": "hash", "rust": "hash"}
+"""The embedder each kind runs the scenarios with: each worker's hash stand-in
+(``--embedder hash``: fast, exact comparison), since the model is not what a
+fault scenario tests; ``MODEL_KINDS`` keeps a real-model run of each worker."""
 KINDS = [WorkerKind(name, STAND_IN[name]) for name in KIND_NAMES]
 """Every kind, as the scenarios run it."""
 MODEL_KINDS = [WorkerKind(name, "model") for name in KIND_NAMES if STAND_IN[name] != "model" and name != "mini"]

@@ -38,7 +38,8 @@ fn report(progress: Option<&Bound<'_, PyAny>>, p: &Progress) -> PyResult<()> {
 /// Returns a dict: `jobs` (tuples `(rank, id, path, out, fingerprint, rows,
 /// bytes)`), `subreddits` (tuples `(name, files, up_to_date, missing,
 /// modified, split_parts, jobs, orphans, errors)` by rank), `orphans`,
-/// `issues` (tuples `(path, problem)`), `stats` (dict) and `cancelled`.
+/// `temps` (the workers' hidden temporaries in the output tree), `issues`
+/// (tuples `(path, problem)`), `stats` (dict) and `cancelled`.
 /// `progress(dirs_done, dirs_total, files_seen)` is called about ten times a
 /// second; an exception from it, or Ctrl-C, stops the scan and is raised.
 #[pyfunction]
@@ -152,6 +153,7 @@ fn outcome_to_py(py: Python<'_>, o: ScanOutcome) -> PyResult<PyObject> {
     out.set_item("jobs", jobs)?;
     out.set_item("subreddits", subs)?;
     out.set_item("orphans", o.orphans)?;
+    out.set_item("temps", o.temps)?;
     out.set_item("issues", issues)?;
     out.set_item("stats", stats)?;
     out.set_item("cancelled", o.cancelled)?;

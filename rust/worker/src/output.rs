@@ -1,8 +1,14 @@
+// Twin: workers/writer.py (docs/parity.md)
 //! The output file of a job (twin of `workers/writer.py`): `row` int64,
 //! optional `id` (the input's Arrow type), `embedding`
 //! `FixedSizeList<float32, 384>`, provenance in the key-value metadata.
 //! Written chunk by chunk to a hidden per-attempt temporary name in the
 //! output directory, fsynced, renamed into place and the directory fsynced.
+//!
+//! The temporary is `.<name>.<worker>.<job8>.<random>.tmp` and exists only
+//! from the first rows written until the rename; the names let a worker
+//! remove its own stale ones at start and a job's when it takes the job over
+//! (twin: `workers/temps.py`).
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -128,6 +134,148 @@ fn random_hex() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// Suffix of every temporary output name.
+pub const TEMP_SUFFIX: &str = ".tmp";
+
+/// The worker id as it appears in a temporary name.
+pub fn safe_worker_id(worker_id: &str) -> String {
+    let safe: String = worker_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if safe.is_empty() {
+        "_".into()
+    } else {
+        safe
+    }
+}
+
+/// A fresh temporary name for `final_path`, for this worker and job.
+pub fn temp_path(final_path: &Path, worker_id: &str, job_id: &str) -> PathBuf {
+    let name = final_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let job8: String = job_id.chars().take(8).collect();
+    let tmp = format!(
+        ".{name}.{}.{job8}.{}{TEMP_SUFFIX}",
+        safe_worker_id(worker_id),
+        random_hex()
+    );
+    final_path.with_file_name(tmp)
+}
+
+/// What a temporary name says: final name, worker, job (first 8 hex digits;
+/// `None` in the previous format, `.<name>.<worker>.<random>.tmp`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct TempName {
+    pub final_name: String,
+    pub worker: String,
+    pub job8: Option<String>,
+}
+
+fn hex8(s: &str) -> bool {
+    s.len() == 8
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The parts of a worker's temporary name; `None` for any other name.
+pub fn parse_temp(name: &str) -> Option<TempName> {
+    let core = name.strip_prefix('.')?.strip_suffix(TEMP_SUFFIX)?;
+    let worker_ok = |w: &str| !w.is_empty() && safe_worker_id(w) == w;
+    let p: Vec<&str> = core.rsplitn(4, '.').collect();
+    if let [rand, job8, worker, final_name] = p[..] {
+        if hex8(rand) && hex8(job8) && worker_ok(worker) && !final_name.is_empty() {
+            return Some(TempName {
+                final_name: final_name.into(),
+                worker: worker.into(),
+                job8: Some(job8.into()),
+            });
+        }
+    }
+    let p: Vec<&str> = core.rsplitn(3, '.').collect();
+    match p[..] {
+        [rand, worker, final_name] if hex8(rand) && worker_ok(worker) && !final_name.is_empty() => {
+            Some(TempName {
+                final_name: final_name.into(),
+                worker: worker.into(),
+                job8: None,
+            })
+        }
+        _ => None,
+    }
+}
+
+fn remove_stale(path: &Path) -> usize {
+    match fs::remove_file(path) {
+        Ok(()) => 1,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => {
+            log::warn!(
+                "could not remove the stale temporary {}: {e}",
+                path.display()
+            );
+            0
+        }
+    }
+}
+
+/// Remove the temporaries of `job_id` beside `final_path` (any worker's):
+/// before running a job taken over from another worker. How many.
+pub fn remove_job_temps(final_path: &Path, job_id: &str) -> usize {
+    let (Some(dir), Some(name)) = (final_path.parent(), final_path.file_name()) else {
+        return 0;
+    };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let name = name.to_string_lossy();
+    let job8: String = job_id.chars().take(8).collect();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        if let Some(t) = parse_temp(&entry.file_name().to_string_lossy()) {
+            if t.final_name == name && t.job8.as_deref() == Some(job8.as_str()) {
+                removed += remove_stale(&entry.path());
+            }
+        }
+    }
+    removed
+}
+
+/// Remove every temporary of `worker_id` under `<output_root>/embeddings`
+/// (a walk of the directories; no stat of ordinary files): at start, what
+/// an earlier life of this worker id left. How many.
+pub fn remove_worker_temps(output_root: &Path, worker_id: &str) -> usize {
+    let me = safe_worker_id(worker_id);
+    let mut removed = 0;
+    let mut dirs = vec![output_root.join(embedfleet_core::constants::OUTPUT_DIR)];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                dirs.push(entry.path());
+            } else if let Some(t) = parse_temp(&entry.file_name().to_string_lossy()) {
+                if t.worker == me {
+                    removed += remove_stale(&entry.path());
+                }
+            }
+        }
+    }
+    removed
+}
+
 fn io_err(what: &str, e: impl std::fmt::Display) -> WorkerError {
     WorkerError::Transient(format!("{what}: {e}"))
 }
@@ -142,51 +290,63 @@ fn fs_err(what: &str, e: &std::io::Error) -> WorkerError {
     }
 }
 
-/// Writes one output atomically; dropped without `commit`, it removes its temporary.
+/// Writes one output atomically; dropped without `commit`, it removes its
+/// temporary. The temporary is created with the first rows (or by `commit`
+/// for an output without rows): a worker killed before leaves nothing.
 pub struct OutputWriter {
     final_path: PathBuf,
     tmp: PathBuf,
     schema: SchemaRef,
     writer: Option<ArrowWriter<File>>,
+    committed: bool,
 }
 
 impl OutputWriter {
-    pub fn create(final_path: &Path, worker_id: &str, id_type: Option<&DataType>) -> Result<Self> {
-        let dir = final_path
-            .parent()
-            .ok_or_else(|| io_err("output", "has no directory"))?;
-        fs::create_dir_all(dir)
-            .map_err(|e| fs_err(&format!("cannot create {}", dir.display()), &e))?;
-        let safe: String = worker_id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let name = final_path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.{safe}.{}.tmp", random_hex()));
-        let file = File::create(&tmp)
-            .map_err(|e| fs_err(&format!("cannot create {}", tmp.display()), &e))?;
-        let schema = output_schema(id_type);
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .set_created_by(format!("embedfleet-worker {}", crate::VERSION))
-            .build();
-        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
-            .map_err(|e| io_err("parquet writer", e))?;
+    /// A writer of `final_path` for this worker and job; nothing is created yet.
+    pub fn create(
+        final_path: &Path,
+        worker_id: &str,
+        job_id: &str,
+        id_type: Option<&DataType>,
+    ) -> Result<Self> {
+        if final_path.parent().is_none() {
+            return Err(io_err("output", "has no directory"));
+        }
         Ok(OutputWriter {
             final_path: final_path.to_path_buf(),
-            tmp,
-            schema,
-            writer: Some(writer),
+            tmp: temp_path(final_path, worker_id, job_id),
+            schema: output_schema(id_type),
+            writer: None,
+            committed: false,
         })
+    }
+
+    /// The temporary file's path (it exists once rows were written).
+    pub fn temp_file(&self) -> &Path {
+        &self.tmp
+    }
+
+    fn open(&mut self) -> Result<&mut ArrowWriter<File>> {
+        assert!(!self.committed, "writer used after commit");
+        if self.writer.is_none() {
+            let dir = self.final_path.parent().unwrap_or(Path::new("."));
+            fs::create_dir_all(dir)
+                .map_err(|e| fs_err(&format!("cannot create {}", dir.display()), &e))?;
+            let file = File::create(&self.tmp)
+                .map_err(|e| fs_err(&format!("cannot create {}", self.tmp.display()), &e))?;
+            let props = WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::default()))
+                .set_created_by(format!("embedfleet-worker {}", crate::VERSION))
+                .build();
+            match ArrowWriter::try_new(file, self.schema.clone(), Some(props)) {
+                Ok(w) => self.writer = Some(w),
+                Err(e) => {
+                    let _ = fs::remove_file(&self.tmp);
+                    return Err(io_err("parquet writer", e));
+                }
+            }
+        }
+        Ok(self.writer.as_mut().expect("opened above"))
     }
 
     /// Append rows: absolute row numbers, ids, L2-normalised vectors (row-major).
@@ -196,7 +356,6 @@ impl OutputWriter {
         ids: Option<ArrayRef>,
         embeddings: Vec<f32>,
     ) -> Result<()> {
-        let writer = self.writer.as_mut().expect("writer used after commit");
         let mut cols: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(rows))];
         if let Some(ids) = ids {
             cols.push(ids);
@@ -207,15 +366,18 @@ impl OutputWriter {
         cols.push(Arc::new(list));
         let batch = RecordBatch::try_new(self.schema.clone(), cols)
             .map_err(|e| io_err("output batch", e))?;
-        writer
+        let tmp = self.tmp.display().to_string();
+        self.open()?
             .write(&batch)
-            .map_err(|e| io_err(&format!("writing {}", self.tmp.display()), e))
+            .map_err(|e| io_err(&format!("writing {tmp}"), e))
     }
 
     /// Close, fsync and rename into place; the output then exists in full.
     /// On failure the temporary is removed and the final name never touched.
     pub fn commit(mut self, meta: Vec<(String, String)>) -> Result<()> {
-        let mut writer = self.writer.take().expect("commit called twice");
+        self.open()?;
+        let mut writer = self.writer.take().expect("opened above");
+        self.committed = true;
         let done = self.finish(&mut writer, meta);
         drop(writer);
         let done = done.and_then(|()| self.rename());
@@ -256,5 +418,100 @@ impl Drop for OutputWriter {
         if self.writer.take().is_some() {
             let _ = fs::remove_file(&self.tmp);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp_dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("ef-output-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn hidden(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn temporary_names_carry_the_worker_and_the_job_and_parse_back() {
+        let final_path = Path::new("/out/embeddings/s/x.rows-0-5.parquet");
+        let tmp = temp_path(final_path, "rust host.1", "0123abcdffff");
+        let name = tmp.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with(".x.rows-0-5.parquet.rust_host_1.0123abcd."));
+        let t = parse_temp(&name).unwrap();
+        assert_eq!(t.final_name, "x.rows-0-5.parquet");
+        assert_eq!(t.worker, "rust_host_1");
+        assert_eq!(t.job8.as_deref(), Some("0123abcd"));
+        let old = parse_temp(".x.parquet.w-1.89abcdef.tmp").unwrap();
+        assert_eq!((old.worker.as_str(), old.job8), ("w-1", None));
+        for other in [
+            "x.parquet",
+            ".x.parquet",
+            ".hidden.tmp",
+            ".x.parquet.w.zz.tmp",
+        ] {
+            assert_eq!(parse_temp(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn nothing_is_created_before_the_first_rows_and_a_dropped_writer_leaves_nothing() {
+        let dir = tmp_dir("lazy");
+        let final_path = dir.join("sub/a.parquet");
+        let w = OutputWriter::create(&final_path, "w1", "0123abcd", None).unwrap();
+        assert!(
+            !dir.join("sub").exists(),
+            "no directory or file before a write"
+        );
+        drop(w);
+        let mut w = OutputWriter::create(&final_path, "w1", "0123abcd", None).unwrap();
+        w.write(vec![0], None, vec![0.5; EMBEDDING_DIM]).unwrap();
+        assert!(w.temp_file().is_file());
+        assert_eq!(hidden(&dir.join("sub")).len(), 1);
+        drop(w);
+        assert!(hidden(&dir.join("sub")).is_empty());
+        let w = OutputWriter::create(&final_path, "w1", "0123abcd", None).unwrap();
+        w.commit(vec![]).unwrap();
+        assert!(final_path.is_file() && hidden(&dir.join("sub")).is_empty());
+    }
+
+    #[test]
+    fn stale_temporaries_go_by_job_or_by_worker_and_no_other() {
+        let root = tmp_dir("stale");
+        let dir = root.join("embeddings/s1/cats");
+        fs::create_dir_all(&dir).unwrap();
+        let final_path = dir.join("a.parquet");
+        for name in [
+            ".a.parquet.w1.0123abcd.00000001.tmp",
+            ".a.parquet.w2.0123abcd.00000002.tmp",
+            ".a.parquet.w2.99999999.00000003.tmp",
+            ".b.parquet.w1.77777777.00000004.tmp",
+            ".b.parquet.w1.00000005.tmp",
+            ".b.parquet.xw1.77777777.00000006.tmp",
+            ".notes",
+        ] {
+            fs::write(dir.join(name), b"").unwrap();
+        }
+        assert_eq!(remove_job_temps(&final_path, "0123abcd5555"), 2);
+        assert_eq!(remove_worker_temps(&root, "w1"), 2);
+        assert_eq!(
+            hidden(&dir),
+            [
+                ".a.parquet.w2.99999999.00000003.tmp",
+                ".b.parquet.xw1.77777777.00000006.tmp",
+                ".notes"
+            ]
+        );
     }
 }

@@ -1,3 +1,4 @@
+// Twin: workers/runtime.py (docs/parity.md)
 //! The worker loop (twin of `workers/runtime.py`): claim, run, complete; with
 //! leases, bounded retries with backoff, dead letters, pause/drain controls,
 //! heartbeats, signals, the job-timeout watchdog, and reconnects with backoff
@@ -9,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use embedfleet_core::constants::{
-    DEFAULT_HEARTBEAT_MS, DEFAULT_RETRY_BASE_MS, DEFAULT_RETRY_MAX_MS,
+    DEFAULT_HEARTBEAT_MS, DEFAULT_RETRY_BASE_MS, DEFAULT_RETRY_MAX_MS, EVENT_JOB_DEAD,
+    EVENT_JOB_DONE, EVENT_JOB_RETRY, EVENT_JOB_SKIPPED, EVENT_LEASE_LOST, EVENT_VERSION,
+    EVENT_WORKER_STARTED, EVENT_WORKER_STOPPED,
 };
 use serde_json::{json, Value};
 
@@ -83,8 +86,7 @@ pub fn reason_for(d: &Delivery, e: &WorkerError) -> String {
 
 /// One event for the manager's journal.
 fn event(worker: &str, kind: &str, d: Option<&Delivery>, fields: Value) -> Value {
-    let mut e =
-        json!({"v": 1, "type": kind, "worker": worker, "kind": crate::KIND, "ts_ms": now_ms()});
+    let mut e = json!({"v": EVENT_VERSION, "type": kind, "worker": worker, "kind": crate::KIND, "ts_ms": now_ms()});
     if let Some(d) = d {
         e["job"] = json!(d.job.id);
         e["path"] = json!(d.job.path);
@@ -242,18 +244,50 @@ impl Worker {
         self.beat();
         let fields =
             json!({"device": self.cfg.device, "lanes": self.cfg.lanes, "version": crate::VERSION});
-        self.publish("worker_started", None, fields);
+        self.publish(EVENT_WORKER_STARTED, None, fields);
         log::info!(
             "worker {} on lanes {}",
             self.cfg.worker_id,
             self.cfg.lanes.join(",")
         );
+        self.sweep_own_temps();
         self.main_loop();
         self.shutdown(keeper);
         if self.denied {
             EXIT_ACCESS_DENIED
         } else {
             0
+        }
+    }
+
+    /// Remove what an earlier life of this worker id left in the output tree.
+    fn sweep_own_temps(&self) {
+        let t0 = Instant::now();
+        let root = &self.pipeline.roots.output_root;
+        let n = crate::output::remove_worker_temps(root, &self.cfg.worker_id);
+        if n > 0 {
+            log::info!(
+                "removed {n} stale temporary files of {} ({:.2} s)",
+                self.cfg.worker_id,
+                t0.elapsed().as_secs_f64()
+            );
+        }
+    }
+
+    /// Before running a job taken over from another worker (a delivery after
+    /// the first): remove the temporaries its earlier attempts left.
+    fn clean_taken_over(&self, d: &Delivery) {
+        if d.deliveries <= 1 {
+            return;
+        }
+        if let Ok(out) = self.pipeline.roots.output(&d.job.out) {
+            let n = crate::output::remove_job_temps(&out, &d.job.id);
+            if n > 0 {
+                log::info!(
+                    "{}: removed {n} temporary files of an earlier attempt",
+                    d.job.path
+                );
+            }
         }
     }
 
@@ -276,11 +310,20 @@ impl Worker {
                 );
                 let (id, attempts) = (&cfg.worker_id, d.attempts());
                 let sent = if attempts >= cfg.max_deliveries {
-                    bus.dead_letter(id, d, &reason, id)
-                        .map(|_| ("job_dead", json!({"error": reason, "attempts": attempts})))
+                    bus.dead_letter(id, d, &reason, id).map(|_| {
+                        (
+                            EVENT_JOB_DEAD,
+                            json!({"error": reason, "attempts": attempts}),
+                        )
+                    })
                 } else {
                     bus.retry(id, d, &reason, cfg.backoff_ms(attempts))
-                        .map(|_| ("job_retry", json!({"error": reason, "attempt": attempts})))
+                        .map(|_| {
+                            (
+                                EVENT_JOB_RETRY,
+                                json!({"error": reason, "attempt": attempts}),
+                            )
+                        })
                 };
                 match sent {
                     Ok((kind, fields)) => {
@@ -332,7 +375,11 @@ impl Worker {
             let s = lock(&self.status);
             (s.rows_done, s.jobs_done)
         };
-        self.publish("worker_stopped", None, json!({"rows": rows, "jobs": jobs}));
+        self.publish(
+            EVENT_WORKER_STOPPED,
+            None,
+            json!({"rows": rows, "jobs": jobs}),
+        );
         let id = self.cfg.worker_id.clone();
         if let Err(e) = self.bus.deregister(&id) {
             log::warn!("could not deregister: {e}");
@@ -413,6 +460,7 @@ impl Worker {
 
     fn execute(&mut self, d: &Delivery) {
         faults::job_started(&d.job.path);
+        self.clean_taken_over(d);
         let status = Arc::clone(&self.status);
         let path = d.job.path.clone();
         let mut checkpoint = move || {
@@ -431,7 +479,7 @@ impl Worker {
             }
             Err(WorkerError::LeaseLost(_)) => {
                 log::warn!("{}: lease lost, abandoning the job", d.job.path);
-                self.publish("lease_lost", Some(d), json!({}));
+                self.publish(EVENT_LEASE_LOST, Some(d), json!({}));
             }
             Err(e) if e.is_permanent() => self.dead(d, &reason_for(d, &e)),
             Err(e) => {
@@ -454,7 +502,7 @@ impl Worker {
                     "{}: finished, but another worker owns it now: not counted",
                     d.job.path
                 );
-                self.publish("lease_lost", Some(d), json!({}));
+                self.publish(EVENT_LEASE_LOST, Some(d), json!({}));
                 return;
             }
             Some(Outcome::Duplicate) => log::info!(
@@ -462,7 +510,11 @@ impl Worker {
                 d.job.path
             ),
             Some(Outcome::Done) => {
-                let kind = if r.skipped { "job_skipped" } else { "job_done" };
+                let kind = if r.skipped {
+                    EVENT_JOB_SKIPPED
+                } else {
+                    EVENT_JOB_DONE
+                };
                 let fields = json!({"rows": r.rows, "seconds": (r.seconds * 1000.0).round() / 1000.0, "counts": r.counts});
                 self.publish(kind, Some(d), fields);
                 let what = if r.skipped { "up to date," } else { "embedded" };
@@ -493,7 +545,7 @@ impl Worker {
             == Some(Outcome::Done)
         {
             self.publish(
-                "job_retry",
+                EVENT_JOB_RETRY,
                 Some(d),
                 json!({"error": reason, "attempt": attempts, "delay_ms": delay}),
             );
@@ -507,7 +559,7 @@ impl Worker {
             == Some(Outcome::Done)
         {
             self.publish(
-                "job_dead",
+                EVENT_JOB_DEAD,
                 Some(d),
                 json!({"error": reason, "attempts": d.attempts()}),
             );

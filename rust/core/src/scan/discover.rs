@@ -34,9 +34,17 @@ struct SuffixDirs {
     outputs: Vec<String>,
 }
 
+/// The canonical data roots: a symlink is followed only inside its own.
+#[derive(Clone, Copy)]
+pub struct Roots<'a> {
+    pub input: &'a Path,
+    pub output: &'a Path,
+}
+
 fn list_suffix(
     chains: &Path,
     embeddings: &Path,
+    roots: Roots<'_>,
     suffix: &str,
     in_exists: bool,
 ) -> (SuffixDirs, Vec<Issue>) {
@@ -48,7 +56,7 @@ fn list_suffix(
     };
     let mut input_known = true;
     if in_exists {
-        match subdirs(&chains.join(suffix), &mut issues) {
+        match subdirs(&chains.join(suffix), roots.input, &mut issues) {
             Ok(found) => dirs.inputs = found.unwrap_or_default(),
             Err(issue) => {
                 issues.push(issue);
@@ -56,7 +64,7 @@ fn list_suffix(
             }
         }
     }
-    match subdirs(&embeddings.join(suffix), &mut issues) {
+    match subdirs(&embeddings.join(suffix), roots.output, &mut issues) {
         Ok(found) => dirs.outputs = found.unwrap_or_default(),
         Err(issue) => issues.push(issue),
     }
@@ -71,11 +79,12 @@ fn list_suffix(
 pub fn discover(
     chains: &Path,
     embeddings: &Path,
+    roots: Roots<'_>,
     checkpoint: Option<&[String]>,
     issues: &mut Vec<Issue>,
 ) -> Result<Tree, Issue> {
-    let in_suffixes = subdirs(chains, issues)?.unwrap_or_default();
-    let out_suffixes = match subdirs(embeddings, issues) {
+    let in_suffixes = subdirs(chains, roots.input, issues)?.unwrap_or_default();
+    let out_suffixes = match subdirs(embeddings, roots.output, issues) {
         Ok(found) => found.unwrap_or_default(),
         Err(issue) => {
             issues.push(issue);
@@ -85,7 +94,7 @@ pub fn discover(
     let all: BTreeSet<&String> = in_suffixes.iter().chain(out_suffixes.iter()).collect();
     let listed: Vec<(SuffixDirs, Vec<Issue>)> = all
         .into_par_iter()
-        .map(|s| list_suffix(chains, embeddings, s, in_suffixes.contains(s)))
+        .map(|s| list_suffix(chains, embeddings, roots, s, in_suffixes.contains(s)))
         .collect();
     let mut per_suffix = Vec::with_capacity(listed.len());
     for (dirs, found) in listed {

@@ -7,9 +7,11 @@
 //! Up to date means the output exists and its footer says it was made from
 //! the input's fingerprint (`"{size}-{mtime_ns}"`) with the same model; the
 //! footer cache ([`cache`]) makes a re-scan read no footer at all. Problems
-//! (unreadable directories, broken symlinks, files named `.parquet` that are
-//! not Parquet, permission errors) become [`Issue`]s with their path, and the
-//! scan goes on.
+//! (unreadable directories, broken symlinks, symlinks that lead out of their
+//! data root, files named `.parquet` that are not Parquet, permission errors)
+//! become [`Issue`]s with their path, and the scan goes on. The workers'
+//! hidden temporary files in the output tree are no outputs: they are listed
+//! apart ([`ScanOutcome::temps`]).
 
 pub mod cache;
 mod diff;
@@ -32,7 +34,7 @@ use rayon::prelude::*;
 use thiserror::Error;
 
 pub use cache::{CacheLoad, FooterCache, CACHE_DIR, CACHE_FILE};
-use discover::{discover, DirPair, Tree};
+use discover::{discover, DirPair, Roots, Tree};
 use pair::{scan_pair, PairCtx, PairResult};
 pub use walk::Stamp;
 
@@ -145,6 +147,10 @@ pub struct ScanOutcome {
     pub subreddits: Vec<SubredditCounts>,
     /// Outputs whose input vanished, relative to the output root.
     pub orphans: Vec<String>,
+    /// The workers' hidden temporary files in the output tree, relative to
+    /// the output root, sorted: being written, or left by a killed worker
+    /// (workers remove their own). Ignored otherwise.
+    pub temps: Vec<String>,
     /// Sorted by path.
     pub issues: Vec<Issue>,
     pub stats: ScanStats,
@@ -175,24 +181,61 @@ pub fn scan(opts: &ScanOptions, progress: &Progress) -> Result<ScanOutcome, Scan
     if !chains.is_dir() {
         return Err(ScanError::NoInputTree(chains.display().to_string()));
     }
+    let input_root = canonical(&opts.input_root);
+    if let Some(issue) = leaves(&chains, &input_root) {
+        return Err(ScanError::Unreadable(issue));
+    }
+    let output_root = canonical(&opts.output_root);
+    if let Some(issue) = leaves(&opts.output_root.join(OUTPUT_DIR), &output_root) {
+        return Err(ScanError::Unreadable(issue));
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
         .thread_name(|i| format!("embedfleet-scan-{i}"))
         .build()
         .map_err(|e| ScanError::Threads(e.to_string()))?;
-    pool.install(|| scan_in_pool(opts, progress, &chains))
+    let roots = Roots {
+        input: &input_root,
+        output: &output_root,
+    };
+    pool.install(|| scan_in_pool(opts, progress, &chains, roots))
+}
+
+/// `path` with every symlink resolved; as given when it does not exist (yet).
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// An issue when the existing directory `dir` resolves outside `root`.
+fn leaves(dir: &Path, root: &Path) -> Option<Issue> {
+    let real = std::fs::canonicalize(dir).ok()?;
+    (!real.starts_with(root)).then(|| {
+        let problem = format!(
+            "symlink leads out of the data root {} (to {})",
+            root.display(),
+            real.display()
+        );
+        Issue::new(dir, problem)
+    })
 }
 
 fn scan_in_pool(
     opts: &ScanOptions,
     progress: &Progress,
     chains: &Path,
+    roots: Roots<'_>,
 ) -> Result<ScanOutcome, ScanError> {
     let t0 = Instant::now();
     let mut issues = Vec::new();
     let embeddings = opts.output_root.join(OUTPUT_DIR);
-    let tree = discover(chains, &embeddings, opts.subreddits.as_deref(), &mut issues)
-        .map_err(ScanError::Unreadable)?;
+    let tree = discover(
+        chains,
+        &embeddings,
+        roots,
+        opts.subreddits.as_deref(),
+        &mut issues,
+    )
+    .map_err(ScanError::Unreadable)?;
     progress
         .dirs_total
         .store(tree.pairs.len() as u64, Ordering::Relaxed);
@@ -205,6 +248,7 @@ fn scan_in_pool(
     let ctx = PairCtx {
         input_root: &opts.input_root,
         output_root: &opts.output_root,
+        roots,
         model: &opts.model,
         rows_per_part: opts.rows_per_part,
         cache: &cache,
@@ -266,6 +310,7 @@ fn assemble(
             })
             .collect(),
         orphans: Vec::new(),
+        temps: Vec::new(),
         issues,
         stats: ScanStats {
             dirs: tree.pairs.len() as u64,
@@ -290,6 +335,7 @@ fn assemble(
         out.stats.files += r.counts.files;
         out.jobs.extend(r.jobs);
         out.orphans.extend(r.orphans);
+        out.temps.extend(r.temps);
         out.issues.extend(r.issues);
     }
     out.issues

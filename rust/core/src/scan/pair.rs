@@ -7,7 +7,7 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use super::diff::{diff_input, DiffCtx, OutputFile, Status, Verdict};
-use super::discover::DirPair;
+use super::discover::{DirPair, Roots};
 use super::names::parse_part;
 use super::walk::{parquet_files, FileStat, Listing};
 use super::{FooterCache, Issue, PlannedJob, SubredditCounts};
@@ -20,6 +20,8 @@ pub struct PairResult {
     pub counts: SubredditCounts,
     pub jobs: Vec<PlannedJob>,
     pub orphans: Vec<String>,
+    /// The workers' temporaries in the output directory (relative to the output root).
+    pub temps: Vec<String>,
     pub issues: Vec<Issue>,
     /// Both listings were complete, so the cache may forget what they lack.
     pub complete: bool,
@@ -29,6 +31,8 @@ pub struct PairResult {
 pub struct PairCtx<'a> {
     pub input_root: &'a Path,
     pub output_root: &'a Path,
+    /// Canonical roots: symlinks are followed only inside them.
+    pub roots: Roots<'a>,
     pub model: &'a str,
     pub rows_per_part: u64,
     pub cache: &'a FooterCache,
@@ -130,13 +134,21 @@ pub fn scan_pair(ctx: &PairCtx<'_>, pair: &DirPair) -> PairResult {
     let out_rel = format!("{OUTPUT_DIR}/{}/{}", pair.suffix, pair.subreddit);
     let in_dir = ctx.input_root.join(&in_rel);
     let out_dir = ctx.output_root.join(&out_rel);
-    let (inputs, outputs) = rayon::join(|| parquet_files(&in_dir), || parquet_files(&out_dir));
+    let (inputs, outputs) = rayon::join(
+        || parquet_files(&in_dir, ctx.roots.input),
+        || parquet_files(&out_dir, ctx.roots.output),
+    );
     let mut res = PairResult {
         complete: !inputs.unreadable && !outputs.unreadable,
         ..Default::default()
     };
     res.issues.extend(inputs.issues.iter().cloned());
     res.issues.extend(outputs.issues.iter().cloned());
+    res.temps = outputs
+        .temps
+        .iter()
+        .map(|n| format!("{out_rel}/{n}"))
+        .collect();
     let (owned, orphans) = match_outputs(&inputs, outputs);
     res.orphans = orphans
         .into_iter()

@@ -304,3 +304,77 @@ fn cancelled_scans_say_so() {
     assert!(o.cancelled);
     assert!(o.jobs.is_empty());
 }
+
+#[test]
+fn symlinks_out_of_the_data_root_are_reported_and_skipped() {
+    let t = Tree::new("symlink-out");
+    let outside = t.root.join("outside");
+    write_parquet(&outside.join("secret.parquet"), &[2], &[]);
+    write_parquet(&outside.join("cats/x.parquet"), &[2], &[]);
+    write_parquet(&t.input("s1/dogs/good.parquet"), &[3], &[]);
+    write_parquet(&t.input("s1/dogs/inner.parquet"), &[3], &[]);
+    // A file and a directory outside the root, and a link that stays inside.
+    symlink(
+        outside.join("secret.parquet"),
+        t.input("s1/dogs/out.parquet"),
+    )
+    .unwrap();
+    symlink(outside.join("cats"), t.input("s1/cats")).unwrap();
+    symlink("good.parquet", t.input("s1/dogs/alias.parquet")).unwrap();
+
+    let o = t.scan(1000);
+    let mut paths: Vec<&str> = o.jobs.iter().map(|j| j.path.as_str()).collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "chains/s1/dogs/alias.parquet",
+            "chains/s1/dogs/good.parquet",
+            "chains/s1/dogs/inner.parquet"
+        ]
+    );
+    let out_of_root: Vec<&str> = o
+        .issues
+        .iter()
+        .filter(|i| i.problem.contains("symlink leads out of the data root"))
+        .map(|i| i.path.rsplit('/').next().unwrap())
+        .collect();
+    assert_eq!(out_of_root, ["cats", "out.parquet"], "{:?}", o.issues);
+    assert_eq!(o.issues.len(), 2);
+    assert!(o.subreddits.iter().all(|s| s.name != "cats"));
+}
+
+#[test]
+fn an_input_tree_that_leads_out_of_its_root_is_an_error() {
+    let t = Tree::new("chains-out");
+    let elsewhere = t.root.join("elsewhere/chains");
+    fs::create_dir_all(&elsewhere).unwrap();
+    fs::remove_dir_all(t.root.join("in/chains")).unwrap();
+    symlink(&elsewhere, t.root.join("in/chains")).unwrap();
+    match scan(&t.opts(10), &Progress::default()) {
+        Err(ScanError::Unreadable(issue)) => {
+            assert!(issue.problem.contains("symlink leads out of the data root"))
+        }
+        other => panic!("expected an error, got {:?}", other.map(|o| o.jobs)),
+    }
+}
+
+#[test]
+fn worker_temporaries_are_listed_apart_not_as_outputs() {
+    let t = Tree::new("temps");
+    write_parquet(&t.input("s1/cats/a.parquet"), &[2], &[]);
+    fs::create_dir_all(t.output("s1/cats")).unwrap();
+    fs::write(
+        t.output("s1/cats/.a.parquet.rust-w1.0123abcd.89abcdef.tmp"),
+        b"",
+    )
+    .unwrap();
+    fs::write(t.output("s1/cats/.hidden-note"), b"not a temp").unwrap();
+    let o = t.scan(1000);
+    assert_eq!(o.jobs.len(), 1);
+    assert!(o.orphans.is_empty() && o.issues.is_empty());
+    assert_eq!(
+        o.temps,
+        ["embeddings/s1/cats/.a.parquet.rust-w1.0123abcd.89abcdef.tmp"]
+    );
+}

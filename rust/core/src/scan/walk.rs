@@ -2,6 +2,10 @@
 //! and the `.parquet` files of one leaf directory, each with the stat the
 //! fingerprint and the footer cache need. Problems are collected as
 //! [`Issue`]s with their path; the walk goes on.
+//!
+//! A symlink is followed only while it stays inside its data root (the
+//! canonical input or output root): one that leads out is reported and
+//! skipped, as the workers refuse such a path.
 
 use std::fs::{self, DirEntry, Metadata};
 use std::io;
@@ -62,6 +66,9 @@ pub struct Listing {
     /// The directory exists but could not be listed: nothing about its
     /// content is known.
     pub unreadable: bool,
+    /// Hidden `.tmp` files, sorted: the workers' temporaries (being written,
+    /// or left by a worker killed while writing).
+    pub temps: Vec<String>,
     pub issues: Vec<Issue>,
 }
 
@@ -90,9 +97,17 @@ impl Listing {
     }
 }
 
-/// Names of the subdirectories of `dir` (symlinks to directories included),
-/// sorted. `Ok(None)` when `dir` does not exist; `Err` when it cannot be read.
-pub fn subdirs(dir: &Path, issues: &mut Vec<Issue>) -> Result<Option<Vec<String>>, Issue> {
+/// Suffix of the workers' temporary files (`.<name>.<worker>.<job>.<random>.tmp`).
+pub const TEMP_EXT: &str = ".tmp";
+
+/// Names of the subdirectories of `dir` (symlinks to directories inside
+/// `root` included), sorted. `Ok(None)` when `dir` does not exist; `Err`
+/// when it cannot be read.
+pub fn subdirs(
+    dir: &Path,
+    root: &Path,
+    issues: &mut Vec<Issue>,
+) -> Result<Option<Vec<String>>, Issue> {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -123,10 +138,10 @@ pub fn subdirs(dir: &Path, issues: &mut Vec<Issue>) -> Result<Option<Vec<String>
         }
         match entry.file_type() {
             Ok(t) if t.is_dir() => names.push(name),
-            Ok(t) if t.is_symlink() => match fs::metadata(entry.path()) {
+            Ok(t) if t.is_symlink() => match follow_link(&entry.path(), root) {
                 Ok(md) if md.is_dir() => names.push(name),
                 Ok(_) => {}
-                Err(e) => issues.push(Issue::new(&entry.path(), link_problem(&e))),
+                Err(problem) => issues.push(Issue::new(&entry.path(), problem)),
             },
             Ok(_) => {}
             Err(e) => issues.push(Issue::new(
@@ -146,6 +161,20 @@ fn link_problem(e: &io::Error) -> String {
     }
 }
 
+/// The metadata of what the symlink `path` leads to, if that is inside
+/// `root` (canonical); otherwise the problem to report.
+fn follow_link(path: &Path, root: &Path) -> Result<Metadata, String> {
+    let target = fs::canonicalize(path).map_err(|e| link_problem(&e))?;
+    if !target.starts_with(root) {
+        return Err(format!(
+            "symlink leads out of the data root {} (to {}); skipped",
+            root.display(),
+            target.display()
+        ));
+    }
+    fs::metadata(&target).map_err(|e| link_problem(&e))
+}
+
 fn utf8_name(entry: &DirEntry, issues: &mut Vec<Issue>) -> Option<String> {
     match entry.file_name().into_string() {
         Ok(n) => Some(n),
@@ -159,9 +188,10 @@ fn utf8_name(entry: &DirEntry, issues: &mut Vec<Issue>) -> Option<String> {
     }
 }
 
-/// The `.parquet` files of `dir` with their stat (hidden files, such as the
-/// workers' temporaries, are ignored).
-pub fn parquet_files(dir: &Path) -> Listing {
+/// The `.parquet` files of `dir` with their stat. Hidden files are no
+/// inputs or outputs; the workers' temporaries among them are listed apart.
+/// Symlinks are followed only inside `root` (canonical).
+pub fn parquet_files(dir: &Path, root: &Path) -> Listing {
     let mut out = Listing::default();
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
@@ -184,7 +214,11 @@ pub fn parquet_files(dir: &Path) -> Listing {
                 let Some(name) = utf8_name(&entry, &mut out.issues) else {
                     continue;
                 };
-                if name.ends_with(PARQUET_EXT) && !name.starts_with('.') {
+                if name.starts_with('.') {
+                    if name.ends_with(TEMP_EXT) {
+                        out.temps.push(name);
+                    }
+                } else if name.ends_with(PARQUET_EXT) {
                     entries.push((name, entry));
                 }
             }
@@ -198,12 +232,12 @@ pub fn parquet_files(dir: &Path) -> Listing {
     let stats: Vec<Stat> = if entries.len() >= PARALLEL_STAT_MIN {
         entries
             .into_par_iter()
-            .map(|(n, e)| stat_entry(n, &e))
+            .map(|(n, e)| stat_entry(n, &e, root))
             .collect()
     } else {
         entries
             .into_iter()
-            .map(|(n, e)| stat_entry(n, &e))
+            .map(|(n, e)| stat_entry(n, &e, root))
             .collect()
     };
     for s in stats {
@@ -217,24 +251,25 @@ pub fn parquet_files(dir: &Path) -> Listing {
     }
     out.files.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     out.broken.sort_unstable();
+    out.temps.sort_unstable();
     out
 }
 
-/// Stat one entry (through the directory handle; symlinks are followed).
-/// On failure, the name and the issue.
-fn stat_entry(name: String, entry: &DirEntry) -> Result<FileStat, (String, Issue)> {
-    match stat_file(entry) {
+/// Stat one entry (through the directory handle; symlinks are followed
+/// inside `root`). On failure, the name and the issue.
+fn stat_entry(name: String, entry: &DirEntry, root: &Path) -> Result<FileStat, (String, Issue)> {
+    match stat_file(entry, root) {
         Ok(stamp) => Ok(FileStat { name, stamp }),
         Err(problem) => Err((name, Issue::new(&entry.path(), problem))),
     }
 }
 
-fn stat_file(entry: &DirEntry) -> Result<Stamp, String> {
+fn stat_file(entry: &DirEntry, root: &Path) -> Result<Stamp, String> {
     let kind = entry
         .file_type()
         .map_err(|e| format!("cannot stat: {}", describe(&e)))?;
     let md = if kind.is_symlink() {
-        fs::metadata(entry.path()).map_err(|e| link_problem(&e))?
+        follow_link(&entry.path(), root)?
     } else {
         entry
             .metadata()
