@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,16 +76,23 @@ def newsgroups_frame(per_topic: int = NEWSGROUPS_PER_TOPIC) -> pl.DataFrame | No
 
 def newsgroups_embeddings(per_topic: int = NEWSGROUPS_PER_TOPIC) -> tuple[pl.DataFrame, np.ndarray] | None:
     """The labelled posts and their embeddings (cached after the first run)."""
+    return embedded(f"newsgroups20-{per_topic * 20}", "20 Newsgroups posts", lambda: newsgroups_frame(per_topic))
+
+
+def embedded(name: str, what: str, frame: Callable[[], pl.DataFrame | None]) -> tuple[pl.DataFrame, np.ndarray] | None:
+    """``frame()`` (a ``text`` column and its labels) and the embeddings of its texts, made
+    once with the project's model on the CPU and cached as ``<name>-<weights>.parquet``;
+    ``None`` when ``frame()`` is (its data is absent)."""
     from models.source import model_id, offline
 
     offline()
     mid = model_id()
-    cache = CACHE / f"newsgroups20-{per_topic * 20}-{mid.split('@')[1]}.parquet"
+    cache = CACHE / f"{name}-{mid.split('@')[1]}.parquet"
     if not cache.exists():
-        df = newsgroups_frame(per_topic)
+        df = frame()
         if df is None:
             return None
-        print(f"[bench] embedding {len(df):,} 20 Newsgroups posts on CPU (once; cached in {cache})", flush=True)
+        print(f"[bench] embedding {len(df):,} {what} on CPU (once; cached in {cache})", flush=True)
         from sentence_transformers import SentenceTransformer
 
         from models.source import default_model_dir
@@ -93,6 +101,7 @@ def newsgroups_embeddings(per_topic: int = NEWSGROUPS_PER_TOPIC) -> tuple[pl.Dat
         emb = model.encode(df["text"].to_list(), batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
         values = pa.array(np.asarray(emb, dtype=np.float32).reshape(-1))
         table = df.to_arrow().append_column("embedding", pa.FixedSizeListArray.from_arrays(values, 384))
+        CACHE.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, cache.with_suffix(".tmp"))
         cache.with_suffix(".tmp").rename(cache)
     df = pl.read_parquet(cache)
@@ -100,13 +109,13 @@ def newsgroups_embeddings(per_topic: int = NEWSGROUPS_PER_TOPIC) -> tuple[pl.Dat
     return df.drop("embedding"), x
 
 
-def labelled_run(df: pl.DataFrame, x: np.ndarray) -> Path:
-    """The labelled posts laid out as a finished embedding run (cached)."""
+def labelled_run(df: pl.DataFrame, x: np.ndarray, name: str = "newsgroups") -> Path:
+    """The labelled texts laid out as a finished embedding run (cached)."""
     from clusterer.synthetic import write_run
 
-    root = CACHE / f"newsgroups-run-{len(df)}"
+    root = CACHE / f"{name}-run-{len(df)}"
     if not (root / ".complete").exists():
-        write_run(root, x, df["text"].to_list(), files=4, model="all-MiniLM-L6-v2@newsgroups")
+        write_run(root, x, df["text"].to_list(), files=4, model=f"all-MiniLM-L6-v2@{name}")
         (root / ".complete").touch()
     return root
 
@@ -141,13 +150,16 @@ def baseline_cmd(x_file: Path, mcs: int, out_file: Path) -> list[str]:
 
 def baseline_main(x_file: str, mcs: str, out_file: str) -> None:
     """Child process: the baseline on every point, labels saved as .npy."""
+    np.save(out_file, baseline_labels(np.load(x_file), int(mcs)))
+
+
+def baseline_labels(x: np.ndarray, mcs: int) -> np.ndarray:
+    """The baseline: UMAP to 5 dimensions of every point, then HDBSCAN."""
     import hdbscan
     import umap
 
-    x = np.load(x_file)
     emb = umap.UMAP(n_components=5, n_neighbors=15, min_dist=0.0, metric="cosine").fit_transform(x)
-    labels = hdbscan.HDBSCAN(min_cluster_size=int(mcs)).fit(emb).labels_
-    np.save(out_file, labels)
+    return np.asarray(hdbscan.HDBSCAN(min_cluster_size=mcs).fit(emb).labels_)
 
 
 def read_embeddings(root: Path, n: int) -> np.ndarray:

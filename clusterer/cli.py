@@ -57,9 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="smallest cluster, in distinct texts (default 0.5%% of the run's distinct texts, at least 20)",
     )
-    m.add_argument(
-        "--min-samples", type=int, help="HDBSCAN min_samples on the sample (default min(10, min cluster size))"
-    )
+    m.add_argument("--min-samples", type=int, help="HDBSCAN min_samples on the sample (default: its min cluster size)")
     m.add_argument("--selection", choices=("eom", "leaf"), default=d.selection, help="HDBSCAN cluster selection")
     m.add_argument(
         "--outliers",

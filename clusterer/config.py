@@ -62,7 +62,7 @@ class ClusterConfig:
     min_cluster_size: int | None = None
     """Smallest cluster, in distinct texts of the whole run; ``None``: scaled to the run."""
     min_samples: int | None = None
-    """HDBSCAN's density smoothing, in sample points; ``None``: min(10, the sample's smallest cluster)."""
+    """HDBSCAN's density smoothing, in sample points; ``None``: the sample's smallest cluster."""
     selection: str = "eom"
     outliers: str = "assign"
     """``assign``: points HDBSCAN leaves as noise join their nearest cluster

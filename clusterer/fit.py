@@ -46,7 +46,7 @@ def sample_parameters(cfg: ClusterConfig, n_points: int, n_sample: int) -> tuple
     """``(min_cluster_size, min_samples)`` for HDBSCAN on the sample."""
     rate = n_sample / max(n_points, 1)
     mcs = max(MIN_SAMPLE_CLUSTER, round(run_min_cluster_size(cfg, n_points) * rate))
-    ms = cfg.min_samples if cfg.min_samples is not None else min(mcs, 10)
+    ms = cfg.min_samples if cfg.min_samples is not None else mcs  # HDBSCAN's own default; see docs
     return mcs, max(1, min(ms, n_sample - 1))
 
 

@@ -8,7 +8,9 @@ Noise is drawn small and grey under the clusters. The largest clusters carry
 their number and first keyword in a box placed where it overlaps no other
 label (``place_labels`` tries spots around the cluster's median and leaves a
 label out rather than draw it over another); the title says how many are
-labelled.
+labelled. Labels and title are drawn with ``clusterer.glyphs``' fonts, and a
+character none of them has is replaced first, so saving warns of no missing
+glyph and no label is blank.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from clusterer.backend import Backend
+from clusterer.glyphs import map_fonts, visible
 
 MAP_EPOCHS = 150
 """UMAP epochs for the map: its input is already low-dimensional and well
@@ -72,6 +75,7 @@ def place_labels(ax: Any, labels: list[tuple[str, np.ndarray]]) -> list[LabelBox
 
     renderer = ax.figure.canvas.get_renderer()
     frame = ax.get_window_extent(renderer)
+    families = list(map_fonts().families)
     placed: list[LabelBox] = []
     for text, at in labels:
         for dx, dy in LABEL_OFFSETS:
@@ -81,6 +85,8 @@ def place_labels(ax: Any, labels: list[tuple[str, np.ndarray]]) -> list[LabelBox
                 xytext=(dx, dy),
                 textcoords="offset points",
                 fontsize=8,
+                fontfamily=families,
+                parse_math=False,  # a "$" in a frequent text is not mathtext
                 ha="center",
                 va="center",
                 bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "#888", "lw": 0.4, "alpha": 0.85},
@@ -98,8 +104,10 @@ def place_labels(ax: Any, labels: list[tuple[str, np.ndarray]]) -> list[LabelBox
 
 
 def label_text(cluster: int, name: str) -> str:
-    """``"<id>: <name>"`` within ``LABEL_CHARS``."""
-    text = f"{cluster}: {name}"
+    """``"<id>: <name>"`` within ``LABEL_CHARS``, in characters the map's fonts can draw;
+    ``"<id>: cluster <id>"`` when nothing of the name is left."""
+    shown = " ".join(map_fonts().drawable(name).split())
+    text = f"{cluster}: {shown if visible(shown) else f'cluster {cluster}'}"
     return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
 
 
@@ -121,7 +129,10 @@ def draw_map(
     ax.scatter(xy[~noise, 0], xy[~noise, 1], s=size, c=colours, alpha=0.8, linewidths=0)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(f"{title}\n ", fontsize=10)  # the second line is filled in once the labels are placed
+    title = map_fonts().drawable(title)
+    families = list(map_fonts().families)
+    # the title's second line is filled in once the labels are placed
+    ax.set_title(f"{title}\n ", fontsize=10, fontfamily=families)
     fig.tight_layout()
     ids = sorted({int(v) for v in labels[~noise]})
     wanted = [(label_text(c, names.get(c) or f"cluster {c}"), np.median(xy[labels == c], axis=0)) for c in ids]
@@ -129,7 +140,7 @@ def draw_map(
     note = f"{len(boxes)} of {len(ids)} clusters labelled"
     if len(boxes) < len(ids):
         note += " (report.html names all)"
-    ax.set_title(f"{title}\n{note}", fontsize=10)
+    ax.set_title(f"{title}\n{note}", fontsize=10, fontfamily=families)
     tmp = path.with_name(f".{path.name}.tmp")
     fig.savefig(tmp, format="png", dpi=MAP_DPI)
     plt.close(fig)

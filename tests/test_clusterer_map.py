@@ -5,6 +5,7 @@ cannot break out of its element."""
 from __future__ import annotations
 
 import json
+import warnings
 from itertools import combinations
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import polars as pl
 from PIL import Image
 
 from clusterer.cli import main
+from clusterer.glyphs import PLACEHOLDER, MapFonts, map_fonts
 from clusterer.mapview import MapPoints, inline_json, page_data, stratified_sample
 from clusterer.plot import LABEL_CHARS, draw_map
 from clusterer.synthetic import PlantedSpec, planted, texts_for, write_run
@@ -73,3 +75,32 @@ def test_a_run_draws_every_cluster_on_the_map(tmp_path: Path) -> None:
     found = set(data["points"]["c"])
     assert set(pl.read_parquet(tmp_path / "clusters" / "clusters.parquet")["cluster"].unique()) <= found
     assert "stratified sample" in page
+
+
+def test_map_with_japanese_and_emoji_labels_warns_of_no_missing_glyph(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    names = {0: "東京タワー", 1: "😂", 2: "👍🏽", 3: "café ✨ 東京", 4: "\u200d\ufe0f", 5: "$5 and $6"}
+    labels = np.repeat(np.arange(len(names)), 30)
+    xy = np.array([[0, 0], [10, 0], [0, 10], [10, 10], [5, 5], [5, 0]])[labels] + rng.normal(0, 0.3, (len(labels), 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        boxes = draw_map(tmp_path / "map.png", xy.astype(np.float32), labels, names, "地図 🗺 map")
+    assert len(boxes) == len(names)
+    fonts = map_fonts()
+    for box in boxes:
+        cluster, _, name = box.text.partition(": ")
+        assert cluster.isdigit() and name.strip(), f"label {box.text!r} names its cluster"
+        assert all(ord(ch) in fonts.codepoints for ch in box.text), f"{box.text!r} holds a glyph no font has"
+    shown = {box.text.partition(": ")[0]: box.text.partition(": ")[2] for box in boxes}
+    assert shown["4"] == "cluster 4", "nothing drawable left: the cluster's own name"
+    assert shown["5"] == "$5 and $6"
+
+
+def test_characters_no_font_has_are_named_or_replaced() -> None:
+    fonts = MapFonts(("DejaVu Sans",), frozenset(map(ord, "abc :")))
+    assert fonts.drawable("abc 😂") == "abc :face with tears of joy:"
+    assert fonts.drawable("a東b") == f"a{PLACEHOLDER}b"
+    assert fonts.drawable("👍🏽\u200d\ufe0f") == ":thumbs up sign:"
+    assert fonts.drawable("a\tb") == "a b"
+    cjk = MapFonts(("DejaVu Sans", "Noto Sans CJK JP"), frozenset(map(ord, "東京")))
+    assert cjk.drawable("東京") == "東京", "a CJK font, when installed, draws CJK itself"

@@ -100,8 +100,8 @@ def test_class_tfidf_prefers_words_distinctive_of_a_cluster() -> None:
 
 def test_sample_sizes_scale_with_the_run() -> None:
     cfg = ClusterConfig(Path("."), Path("."))
-    assert sample_parameters(cfg, 1_000_000, 60_000) == (300, 10)
-    assert sample_parameters(cfg, 6_000, 6_000) == (30, 10)
+    assert sample_parameters(cfg, 1_000_000, 60_000) == (300, 300), "min_samples: HDBSCAN's default"
+    assert sample_parameters(cfg, 6_000, 6_000) == (30, 30)
     cfg.min_cluster_size, cfg.min_samples = 200, 3
     assert sample_parameters(cfg, 100_000, 10_000) == (20, 3)
     assert len(choose_sample(100, 1000, 0)) == 100
