@@ -1,3 +1,4 @@
+# Twin: rust/core/src/constants.rs (docs/parity.md)
 """Every key name, default and limit of the job bus, in one place.
 
 The Rust twin is ``rust/core/src/constants.rs``; ``tests/vectors/keys.json``
@@ -34,8 +35,27 @@ KEY_STATE = "state"
 """HASH job_id -> state letter: ``q`` queued, ``d`` done, ``x`` dead."""
 
 KEY_STATS = "stats"
-"""HASH of run counters: enqueued, queued, done, dead, rows, retried,
-duplicates, skipped_existing, lost_lease."""
+"""HASH of run counters, ``STATS_COUNTERS``."""
+
+STATS_COUNTERS = (
+    "enqueued",
+    "queued",
+    "done",
+    "dead",
+    "rows",
+    "retried",
+    "requeued",
+    "duplicates",
+    "skipped_existing",
+    "lost_lease",
+    "model_calls",
+    "rows_reused",
+)
+"""Every counter of the stats hash: jobs enqueued and now queued, done, dead
+(``dead`` and ``queued`` are gauges the scripts move up and down), rows
+embedded, retries scheduled, dead letters requeued by ``requeue-failed``,
+duplicate completions, outputs found up to date, completions refused for a
+lost lease, texts sent to the model, rows answered by the reuse store."""
 
 KEY_DELAYED = "delayed:{lane}"
 """ZSET of one lane's job messages waiting for a retry; score = due time in
@@ -63,6 +83,14 @@ KEY_EVENTS = "events"
 
 KEY_LANES = "lanes"
 """SET of lane names that have ever received a job."""
+
+KEY_LOCK_RECONCILE = "lock:reconcile"
+"""STRING: a random token while the manager's reconcile pass runs (``SET NX
+PX``, ``RECONCILE_LOCK_MS``), so two managers never reconcile at once; deleted
+by its holder through ``unlock.lua``."""
+
+RECONCILE_LOCK_MS = 300_000
+"""The reconcile lock expires by itself if its holder dies."""
 
 JOB_FIELD = "job"
 """Field of a stream entry holding the JSON job message."""
@@ -193,3 +221,44 @@ same file share its texts instead of one waiting for the other."""
 
 REUSE_ENTRY_FORMAT = 1
 """First byte of every entry; a reader ignores entries of another format."""
+
+# -- Worker events (docs/protocol.md, "Events"; pinned by tests/vectors/events.json) --
+
+EVENT_VERSION = 1
+"""``v`` of every event body."""
+
+EVENT_WORKER_STARTED = "worker_started"
+"""A worker joined: ``device``, ``lanes``, ``version``."""
+
+EVENT_WORKER_STOPPED = "worker_stopped"
+"""A worker left cleanly: ``rows``, ``jobs``."""
+
+EVENT_JOB_DONE = "job_done"
+"""A job completed: ``rows``, ``seconds``, ``counts``."""
+
+EVENT_JOB_SKIPPED = "job_skipped"
+"""A job's output was already up to date: ``rows``, ``seconds``, ``counts``."""
+
+EVENT_JOB_RETRY = "job_retry"
+"""A transient failure, retried: ``error``, ``attempt``, ``delay_ms`` (absent
+when the watchdog gives the job back)."""
+
+EVENT_JOB_DEAD = "job_dead"
+"""A job dead-lettered: ``error``, ``attempts``."""
+
+EVENT_LEASE_LOST = "lease_lost"
+"""Another worker owns the job now; this one counted nothing."""
+
+EVENT_OPERATOR_ACTION = "operator_action"
+"""Written by the manager's CLI: ``action``, ``detail``, ``source``."""
+
+WORKER_EVENT_TYPES = (
+    EVENT_WORKER_STARTED,
+    EVENT_WORKER_STOPPED,
+    EVENT_JOB_DONE,
+    EVENT_JOB_SKIPPED,
+    EVENT_JOB_RETRY,
+    EVENT_JOB_DEAD,
+    EVENT_LEASE_LOST,
+)
+"""Every event type a worker (either kind) sends."""

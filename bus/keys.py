@@ -1,3 +1,4 @@
+# Twin: rust/core/src/keys.rs (docs/parity.md)
 """Redis key names for one namespace. The layout is documented in
 ``bus/constants.py`` and ``docs/protocol.md``."""
 
@@ -58,6 +59,11 @@ class Keys:
     @property
     def lanes(self) -> str:
         return self._k(c.KEY_LANES)
+
+    @property
+    def lock_reconcile(self) -> str:
+        """The manager's reconcile lock."""
+        return self._k(c.KEY_LOCK_RECONCILE)
 
     def reuse_entry(self, cls: str, key: bytes) -> str:
         """Vector of one distinct text in one precision class."""

@@ -1,6 +1,7 @@
 """An in-memory ``Transport`` with the same semantics as the Redis scripts,
 for unit tests of worker logic that need no server. The bus itself is always
-tested against a real Redis (``tests/test_bus_redis.py``)."""
+tested against a real Redis (``tests/test_bus_vectors.py``), and this fake
+runs the same ``scenarios.json`` (``tests/test_bus_memory_scenarios.py``)."""
 
 from __future__ import annotations
 

@@ -1,3 +1,4 @@
+# Twin: rust/core/src/job.rs (docs/parity.md)
 """Job messages: the JSON that travels on the lane streams.
 
 A job names one input file (or one row range of it) relative to the input

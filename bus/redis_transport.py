@@ -1,3 +1,4 @@
+# Twin: rust/worker/src/bus/redis_bus.rs (docs/parity.md)
 """The real bus: Redis Streams with one consumer group per lane.
 
 Every state change goes through one of the Lua scripts in ``bus/lua`` (each
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 
 import redis
 import redis.exceptions as rexc
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialBackoff, ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
 
 from bus import constants as c
@@ -29,6 +30,12 @@ from bus.settings import RedisSettings
 from bus.transport import Controls, Delivery, Outcome, WorkerRecord
 
 T = TypeVar("T")
+RedisClient = redis.Redis
+RedisError = rexc.RedisError
+"""The root of redis-py's errors, for callers outside ``bus/`` that report
+any Redis fault (``translated()`` already turns outages into ``BusUnavailable``)."""
+"""The client type ``connect`` returns, for modules outside ``bus/`` that hold
+one without importing ``redis`` (only ``bus/`` does: pyproject's ruff rules)."""
 SCRIPT_NAMES = ("enqueue", "renew", "complete", "retry", "dead", "promote", "trim", "heartbeat")
 """The bus's scripts; the reuse store's (``reuse_claim``, ``reuse_put``) are
 loaded by ``bus.reuse_redis``."""
@@ -72,6 +79,15 @@ def connect(settings: RedisSettings, timeout_s: float = 10.0) -> redis.Redis:
     if settings.unix_socket:
         return redis.Redis(unix_socket_path=settings.unix_socket, **common)
     return redis.Redis(host=settings.host, port=settings.port, ssl=settings.ssl, **common)
+
+
+def set_retries(client: redis.Redis, retries: int, base_s: float = 0.05, cap_s: float = 0.2) -> None:
+    """How often redis-py itself retries a command after a connection fault
+    (exponential backoff from ``base_s`` up to ``cap_s``; 0: never). Callers
+    that must answer a person at once (a status page, an operator's command,
+    a start-up check) fail fast with few or none."""
+    backoff = ExponentialBackoff(cap=cap_s, base=base_s) if retries else NoBackoff()
+    client.set_retry(Retry(backoff, retries))
 
 
 def _refusal(e: rexc.AuthenticationError | rexc.NoPermissionError) -> str:

@@ -1,3 +1,4 @@
+# Twin: rust/worker/src/reuse/entry.rs (docs/parity.md)
 """The reuse store: vectors computed once, reused by every worker of the fleet.
 
 An entry is the vector of one distinct text (``bus.textkey``) in one

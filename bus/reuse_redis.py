@@ -1,3 +1,4 @@
+# Twin: rust/worker/src/reuse/redis_store.rs (docs/parity.md)
 """``ReuseStore`` over Redis: the bus's own server (keys under the namespace,
 within the store's byte ceiling) or a dedicated one (``--reuse-url``).
 

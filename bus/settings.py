@@ -1,3 +1,4 @@
+# Twin: rust/worker/src/settings.rs (docs/parity.md)
 """Typed Redis settings built from a URL, and redaction of secrets.
 
 A password may come from the URL (``redis://:pw@host:6379/0``) or from

@@ -1,3 +1,4 @@
+# Twin: rust/worker/src/textkey.rs (docs/parity.md)
 """A text's identity: what makes two rows "the same text" fleet-wide.
 
 The key is BLAKE2b with a 16-byte digest (128 bits) over

@@ -1,3 +1,4 @@
+# Twin: rust/core/src/wire.rs (docs/parity.md)
 """Reading a job message off a lane stream, strictly: a message either reads
 as the Rust worker reads it (``rust/core/src/wire.rs``) or is refused with
 the same reason category, pinned by ``tests/vectors/hostile_messages.json``.

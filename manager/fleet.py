@@ -8,14 +8,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
-
 from bus import constants as c
 from bus.keys import Keys
+from bus.lanes import lane_counts
 from bus.messages import Job
-from bus.redis_transport import connect, translated
+from bus.redis_transport import RedisClient, connect, set_retries, translated
+from bus.replies import as_text
 from bus.settings import RedisSettings
 from manager.redaction import Redactor
 
@@ -26,11 +24,7 @@ STOPPED_AFTER_MS = 300_000
 """A worker silent for this long (5 min) counts as stopped, like one that
 said so: the dashboard, ``manager status`` and ``/metrics`` list it no more."""
 
-_COUNT_CHUNK = 1000
-
-
-def _s(v: bytes | str) -> str:
-    return v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+_s = as_text
 
 
 class FleetView:
@@ -38,7 +32,7 @@ class FleetView:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         namespace: str,
         redactor: Redactor | None = None,
         healthy_within_ms: int = HEALTHY_WITHIN_MS,
@@ -54,7 +48,7 @@ class FleetView:
         a status page should say "Redis unreachable" at once, not in 4 s."""
         red = redactor or Redactor(settings.secrets())
         client = connect(settings, timeout_s=5.0)
-        client.set_retry(Retry(ExponentialBackoff(cap=0.2, base=0.05), 1))
+        set_retries(client, 1, base_s=0.05, cap_s=0.2)
         return cls(client, settings.namespace, red)
 
     def redis_time_ms(self) -> int:
@@ -167,40 +161,6 @@ class FleetView:
             names = sorted(_s(x) for x in self.r.smembers(self.keys.lanes))
             out = []
             for lane in names:
-                in_flight, waiting = self._group_counts(self.keys.queue(lane))
-                delayed = int(self.r.zcard(self.keys.delayed(lane)))
-                out.append({"lane": lane, "waiting": waiting, "in_flight": in_flight, "delayed": delayed})
+                n = lane_counts(self.r, self.keys, lane)
+                out.append({"lane": lane, "waiting": n.waiting, "in_flight": n.in_flight, "delayed": n.delayed})
         return out
-
-    def _group_counts(self, stream: str) -> tuple[int, int]:
-        """(in flight, waiting) of the workers' group on one lane's stream.
-
-        Redis 7 reports the waiting entries as the group's ``lag``; Redis 6.2
-        (the embedded one) has no lag, and 7 gives none when it cannot tell.
-        Then waiting = stream length - entries up to the last delivered id."""
-        try:
-            groups = self.r.xinfo_groups(stream)
-        except redis.exceptions.ResponseError:
-            return 0, 0  # stream not created yet
-        for g in groups:
-            if _s(g["name"]) != c.GROUP:
-                continue
-            pending = int(g.get("pending") or 0)
-            lag = g.get("lag")
-            if lag is not None:
-                return pending, int(lag)
-            last = _s(g.get("last-delivered-id") or b"0-0")
-            return pending, max(0, int(self.r.xlen(stream)) - self._count_up_to(stream, last))
-        return 0, int(self.r.xlen(stream))
-
-    def _count_up_to(self, stream: str, last_id: str) -> int:
-        """Entries of ``stream`` with ids up to ``last_id`` (kept few by trimming)."""
-        if last_id == "0-0":
-            return 0
-        n, start = 0, "-"
-        while True:
-            entries: list[Any] = self.r.xrange(stream, start, last_id, count=_COUNT_CHUNK)  # type: ignore[assignment]
-            n += len(entries)
-            if len(entries) < _COUNT_CHUNK:
-                return n
-            start = "(" + _s(entries[-1][0])

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import redis
 
+from bus import constants as c
 from bus.errors import EmbedfleetError, InvalidMessage, ProtocolError
 from bus.keys import Keys
 from bus.messages import Job, check_relative
@@ -76,8 +77,25 @@ def test_keys_match_vectors() -> None:
     k = Keys(v["namespace"])
     assert k.queue(v["lane"]) == v["queue"]
     assert k.delayed(v["lane"]) == v["delayed"]
-    for name in ("state", "stats", "dead", "errors", "workers", "workers_seen", "control", "events", "lanes"):
+    for name in (
+        "state",
+        "stats",
+        "dead",
+        "errors",
+        "workers",
+        "workers_seen",
+        "control",
+        "events",
+        "lanes",
+        "lock_reconcile",
+        "reuse_bytes",
+        "reuse_max",
+    ):
         assert getattr(k, name) == v[name], name
+    text_key = bytes.fromhex(v["reuse_key_hex"])
+    assert k.reuse_entry(v["reuse_class"], text_key) == v["reuse_entry"]
+    assert k.reuse_claim(v["reuse_class"], text_key) == v["reuse_claim"]
+    assert list(c.STATS_COUNTERS) == v["stats_counters"]
 
 
 def _jobs(table: dict[str, int]) -> dict[str, Job]:

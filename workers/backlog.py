@@ -7,29 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bus import constants as c
+from bus.lanes import backlog
 from bus.redis_transport import RedisTransport, translated
 
 
-def _text(v: bytes | str) -> str:
-    return v.decode() if isinstance(v, bytes) else v
-
-
 def redis_backlog(t: RedisTransport) -> Callable[[list[str]], int]:
-    """A function counting the outstanding jobs of some lanes."""
+    """A function counting the outstanding jobs of some lanes (``bus.lanes``)."""
 
     def count(lanes: list[str]) -> int:
-        total = 0
         with translated(t.location):
-            for lane in lanes:
-                queue = t.keys.queue(lane)
-                total += int(t.r.zcard(t.keys.delayed(lane)))
-                for g in t.r.xinfo_groups(queue):
-                    if _text(g["name"]) != c.GROUP:
-                        continue
-                    total += int(g["pending"])
-                    last = _text(g["last-delivered-id"])
-                    total += len(t.r.xrange(queue, min=f"({last}", max="+", count=1) or [])
-        return total
+            return backlog(t.r, t.keys, lanes)
 
     return count

@@ -1,3 +1,4 @@
+# Twin: rust/worker/src/clean.rs (docs/parity.md)
 """Row cleaning: what happens to each text before it is embedded.
 
 - null: skipped (no output row), counted ``rows_null``;

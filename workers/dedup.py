@@ -1,3 +1,4 @@
+# Twin: rust/worker/src/batching.rs (docs/parity.md)
 """Deduplication of the texts of a job, then fleet-wide reuse.
 
 Chains repeat their ancestors' texts, so the same text recurs across the

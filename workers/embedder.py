@@ -1,3 +1,4 @@
+# Twin: rust/worker/src/stand_in.rs (docs/parity.md)
 """What the pipeline needs from a model, and a deterministic stand-in.
 
 ``Embedder.encode`` takes distinct texts and returns their L2-normalised

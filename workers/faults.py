@@ -1,3 +1,4 @@
+# Twin: rust/worker/src/faults.rs (docs/parity.md)
 """Fault hooks for the fault-injection harness (``tests/fault``); inert unless set.
 
 - ``EMBEDFLEET_FAULT_POINT``: ``after_tmp_write``, ``after_rename`` or

@@ -1,3 +1,4 @@
+# Twin: rust/worker/src/keeper.rs (docs/parity.md)
 """The worker's registry record, refreshed every 5 s from a daemon thread."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# Twin: rust/worker/src/keeper.rs (docs/parity.md)
 """Keep the leases of the jobs a worker holds alive.
 
 A background thread renews every held delivery each ``lease / 3`` (the

@@ -1,3 +1,4 @@
+# Twin: rust/worker/src/limits.rs (docs/parity.md)
 """Resource ceilings of one worker: a memory ceiling (``--max-memory``) that
 the worker stays under by shrinking its chunks and batches, or by refusing a
 part that cannot fit, instead of being killed by the operating system; and a

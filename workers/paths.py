@@ -1,3 +1,4 @@
+# Twin: rust/worker/src/paths.rs (docs/parity.md)
 """Map job paths (relative to the dataset roots) onto this machine's mounts,
 refusing any path that escapes its root, symlinks included."""
 

@@ -1,3 +1,4 @@
+# Twin: rust/worker/src/input.rs, rust/worker/src/input_raw.rs (docs/parity.md)
 """Read one job's row range of the text (and id) column with polars, in
 chunks, after checking the file is a readable parquet with the expected
 columns. Every bad-input case raises ``BadInput`` naming the file."""

@@ -1,3 +1,4 @@
+# Twin: rust/worker/src/reuse/fleet.rs (docs/parity.md)
 """Fleet-wide reuse: a distinct text costs one model call in the whole fleet.
 
 ``FleetReuse.embed`` takes the distinct texts of a chunk that the job has not

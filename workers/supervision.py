@@ -1,3 +1,4 @@
+# Twin: rust/worker/src/supervision.rs (docs/parity.md)
 """Signals and the per-job timeout watchdog.
 
 First SIGINT/SIGTERM: finish the current job, then exit 0. Second: exit at

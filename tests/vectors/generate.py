@@ -11,13 +11,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bus.constants import DEFAULT_NAMESPACE, INVALID_MESSAGE
+from bus.constants import DEFAULT_NAMESPACE, INVALID_MESSAGE, REUSE_CLASS_EXACT, STATS_COUNTERS
 from bus.errors import EmbedfleetError, InvalidMessage
 from bus.keys import Keys
 from bus.messages import Job, check_relative
 
 HERE = Path(__file__).parent
 MODEL = "all-MiniLM-L6-v2@53aa51172d142c89"
+REUSE_KEY = bytes(range(16))
+"""A text key (16 bytes) to show the reuse keys with."""
 
 JOB_CASES = [
     dict(path="chains/2024-01/AskReddit/part-000.parquet", fingerprint="1048576-1700000000000000000", rows=None),
@@ -283,6 +285,14 @@ def main() -> None:
         "control": k.control,
         "events": k.events,
         "lanes": k.lanes,
+        "lock_reconcile": k.lock_reconcile,
+        "reuse_class": REUSE_CLASS_EXACT,
+        "reuse_key_hex": REUSE_KEY.hex(),
+        "reuse_entry": k.reuse_entry(REUSE_CLASS_EXACT, REUSE_KEY),
+        "reuse_claim": k.reuse_claim(REUSE_CLASS_EXACT, REUSE_KEY),
+        "reuse_bytes": k.reuse_bytes,
+        "reuse_max": k.reuse_max,
+        "stats_counters": list(STATS_COUNTERS),
     }
     out = {
         "jobs.json": jobs,

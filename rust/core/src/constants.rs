@@ -1,3 +1,4 @@
+// Twin: bus/constants.py (docs/parity.md)
 //! Every key name, default and limit of the job bus. The Python twin is
 //! `bus/constants.py`; `tests/vectors/keys.json` pins both.
 
@@ -16,6 +17,51 @@ pub const DEFAULT_LANE: &str = "default";
 pub const GROUP: &str = "workers";
 /// Field of a stream entry that holds the JSON job message.
 pub const JOB_FIELD: &str = "job";
+
+// -- Key suffixes under the namespace (built by `keys.rs`) -----------------
+
+/// STREAM of one lane's job messages.
+pub const KEY_QUEUE: &str = "q:{lane}";
+/// ZSET of one lane's retries, scored by due time in Redis ms.
+pub const KEY_DELAYED: &str = "delayed:{lane}";
+/// HASH job id -> state letter.
+pub const KEY_STATE: &str = "state";
+/// HASH of run counters, `STATS_COUNTERS`.
+pub const KEY_STATS: &str = "stats";
+/// STREAM of dead letters.
+pub const KEY_DEAD: &str = "dead";
+/// HASH job id -> last failure reason.
+pub const KEY_ERRORS: &str = "errors";
+/// HASH worker id -> JSON worker record.
+pub const KEY_WORKERS: &str = "workers";
+/// HASH worker id -> Redis ms of its last heartbeat.
+pub const KEY_WORKERS_SEEN: &str = "workers:seen";
+/// HASH of fleet controls (`paused`, `drain`).
+pub const KEY_CONTROL: &str = "control";
+/// STREAM of worker events (capped).
+pub const KEY_EVENTS: &str = "events";
+/// SET of lanes that ever received a job.
+pub const KEY_LANES: &str = "lanes";
+/// STRING: the manager's reconcile lock (a token, `SET NX PX`); the Rust
+/// worker never takes it, but the key table is one table.
+pub const KEY_LOCK_RECONCILE: &str = "lock:reconcile";
+/// The reconcile lock expires by itself if its holder dies.
+pub const RECONCILE_LOCK_MS: u64 = 300_000;
+/// Every counter of the stats hash (`bus/constants.py` says what each counts).
+pub const STATS_COUNTERS: [&str; 12] = [
+    "enqueued",
+    "queued",
+    "done",
+    "dead",
+    "rows",
+    "retried",
+    "requeued",
+    "duplicates",
+    "skipped_existing",
+    "lost_lease",
+    "model_calls",
+    "rows_reused",
+];
 
 // -- What a reader accepts (docs/protocol.md, "Invalid messages") ----------
 // A message outside these bounds is dead-lettered with the reason
@@ -94,3 +140,35 @@ pub const DEFAULT_REUSE_CLAIM_MS: u64 = 60_000;
 pub const REUSE_ROUND_TEXTS: usize = 512;
 /// First byte of every entry; a reader ignores entries of another format.
 pub const REUSE_ENTRY_FORMAT: u8 = 1;
+
+// -- Worker events (docs/protocol.md, "Events"; tests/vectors/events.json) --
+
+/// `v` of every event body.
+pub const EVENT_VERSION: u32 = 1;
+/// A worker joined: `device`, `lanes`, `version`.
+pub const EVENT_WORKER_STARTED: &str = "worker_started";
+/// A worker left cleanly: `rows`, `jobs`.
+pub const EVENT_WORKER_STOPPED: &str = "worker_stopped";
+/// A job completed: `rows`, `seconds`, `counts`.
+pub const EVENT_JOB_DONE: &str = "job_done";
+/// A job's output was already up to date: `rows`, `seconds`, `counts`.
+pub const EVENT_JOB_SKIPPED: &str = "job_skipped";
+/// A transient failure, retried: `error`, `attempt`, `delay_ms` (absent when
+/// the watchdog gives the job back).
+pub const EVENT_JOB_RETRY: &str = "job_retry";
+/// A job dead-lettered: `error`, `attempts`.
+pub const EVENT_JOB_DEAD: &str = "job_dead";
+/// Another worker owns the job now; this one counted nothing.
+pub const EVENT_LEASE_LOST: &str = "lease_lost";
+/// Written by the manager's CLI: `action`, `detail`, `source`.
+pub const EVENT_OPERATOR_ACTION: &str = "operator_action";
+/// Every event type a worker (either kind) sends.
+pub const WORKER_EVENT_TYPES: [&str; 7] = [
+    EVENT_WORKER_STARTED,
+    EVENT_WORKER_STOPPED,
+    EVENT_JOB_DONE,
+    EVENT_JOB_SKIPPED,
+    EVENT_JOB_RETRY,
+    EVENT_JOB_DEAD,
+    EVENT_LEASE_LOST,
+];

@@ -1,3 +1,4 @@
+// Twin: bus/messages.py (docs/parity.md)
 //! Job messages: the JSON on the lane streams, and the derivation of job ids
 //! and output paths (Python twin: `bus/messages.py`).
 

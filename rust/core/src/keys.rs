@@ -1,7 +1,10 @@
+// Twin: bus/keys.py (docs/parity.md)
 //! Redis key names of one namespace (see `constants.rs`, `docs/protocol.md`).
 
 use crate::constants::{
-    DEFAULT_NAMESPACE, KEY_REUSE_BYTES, KEY_REUSE_CLAIM, KEY_REUSE_ENTRY, KEY_REUSE_MAX,
+    DEFAULT_NAMESPACE, KEY_CONTROL, KEY_DEAD, KEY_DELAYED, KEY_ERRORS, KEY_EVENTS, KEY_LANES,
+    KEY_LOCK_RECONCILE, KEY_QUEUE, KEY_REUSE_BYTES, KEY_REUSE_CLAIM, KEY_REUSE_ENTRY,
+    KEY_REUSE_MAX, KEY_STATE, KEY_STATS, KEY_WORKERS, KEY_WORKERS_SEEN,
 };
 
 /// A reuse key template with its class and text key filled in.
@@ -33,47 +36,51 @@ impl Keys {
     }
     /// STREAM of job messages of one lane.
     pub fn queue(&self, lane: &str) -> String {
-        self.k(&format!("q:{lane}"))
+        self.k(&KEY_QUEUE.replace("{lane}", lane))
     }
     /// ZSET of a lane's retries, scored by due time on Redis's clock.
     pub fn delayed(&self, lane: &str) -> String {
-        self.k(&format!("delayed:{lane}"))
+        self.k(&KEY_DELAYED.replace("{lane}", lane))
     }
     /// HASH job id -> q|d|x.
     pub fn state(&self) -> String {
-        self.k("state")
+        self.k(KEY_STATE)
     }
     /// HASH of run counters.
     pub fn stats(&self) -> String {
-        self.k("stats")
+        self.k(KEY_STATS)
     }
     /// STREAM of dead-lettered jobs.
     pub fn dead(&self) -> String {
-        self.k("dead")
+        self.k(KEY_DEAD)
     }
     /// HASH job id -> last failure reason.
     pub fn errors(&self) -> String {
-        self.k("errors")
+        self.k(KEY_ERRORS)
     }
     /// HASH worker id -> JSON record.
     pub fn workers(&self) -> String {
-        self.k("workers")
+        self.k(KEY_WORKERS)
     }
     /// HASH worker id -> Redis ms of the last heartbeat.
     pub fn workers_seen(&self) -> String {
-        self.k("workers:seen")
+        self.k(KEY_WORKERS_SEEN)
     }
     /// HASH of fleet controls (paused, drain).
     pub fn control(&self) -> String {
-        self.k("control")
+        self.k(KEY_CONTROL)
     }
     /// STREAM of worker events (capped).
     pub fn events(&self) -> String {
-        self.k("events")
+        self.k(KEY_EVENTS)
     }
     /// SET of lanes that ever received a job.
     pub fn lanes(&self) -> String {
-        self.k("lanes")
+        self.k(KEY_LANES)
+    }
+    /// STRING: the manager's reconcile lock.
+    pub fn lock_reconcile(&self) -> String {
+        self.k(KEY_LOCK_RECONCILE)
     }
     /// STRING: the vector of one distinct text (16-byte key) in one class.
     pub fn reuse_entry(&self, class: &str, key: &[u8]) -> String {

@@ -1,3 +1,4 @@
+// Twin: bus/wire.py (docs/parity.md)
 //! Reading a job message off a lane stream, strictly (twin of `bus/wire.py`;
 //! `tests/vectors/hostile_messages.json` pins both).
 //!

@@ -1,3 +1,4 @@
+// Twin: workers/dedup.py, workers/st_embedder.py (docs/parity.md)
 //! From texts to embeddings: exact deduplication within a job, then the
 //! fleet's reuse store (`reuse`), then length-sorted batches under a token
 //! budget (padding waste dominates CPU cost otherwise), run through the model.

@@ -1,3 +1,4 @@
+// Twin: workers/cleaning.py (docs/parity.md)
 //! Row cleaning, as the Python worker does it (`workers/cleaning.py`):
 //! null -> skipped and counted; empty or whitespace-only -> embedded as is
 //! and counted; invalid UTF-8 -> decoded with U+FFFD and counted. Truncation

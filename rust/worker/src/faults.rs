@@ -1,3 +1,4 @@
+// Twin: workers/faults.py (docs/parity.md)
 //! Fault hooks for the fault-injection harness; inert unless set (the same
 //! variables as `workers/faults.py`):
 //! - `EMBEDFLEET_FAULT_POINT`: `after_tmp_write`, `after_rename` or

@@ -1,3 +1,4 @@
+// Twin: workers/reader.py (docs/parity.md)
 //! Read one job's row range of the text (and id) column with arrow-rs, in
 //! chunks, after checking that the file is a readable parquet with the
 //! expected columns (twin of `workers/reader.py`). Every bad-input case is a

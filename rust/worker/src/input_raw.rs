@@ -1,3 +1,4 @@
+// Twin: workers/reader.py (docs/parity.md)
 //! Raw bytes of a string column, read below arrow (which refuses a string
 //! column holding invalid UTF-8): the fallback that lets such a file be
 //! embedded with U+FFFD replacement, as the Python worker does.

@@ -1,3 +1,4 @@
+// Twin: workers/lease.py, workers/heartbeat.py (docs/parity.md)
 //! A background thread with its own Redis connection that keeps the running
 //! job's lease alive (every `lease / 3`) and refreshes the worker's registry
 //! record (every 5 s). When `renew` says another consumer owns the entry, the

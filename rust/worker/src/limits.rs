@@ -1,3 +1,4 @@
+// Twin: workers/limits.py (docs/parity.md)
 //! Resource ceilings (twin of `workers/limits.py`): a memory ceiling
 //! (`--max-memory`) kept by shrinking chunks and batches, or by refusing a
 //! part that cannot fit (retried, so a worker with more memory may take it),

@@ -1,3 +1,4 @@
+// Twin: workers/st_embedder.py (docs/parity.md)
 //! The ONNX model directory written by `python -m models.export_onnx` and an
 //! ONNX Runtime session over it.
 //!

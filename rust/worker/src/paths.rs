@@ -1,3 +1,4 @@
+// Twin: workers/paths.py (docs/parity.md)
 //! Map job paths (relative to the dataset roots) onto this machine's mounts,
 //! refusing any path that escapes its root, symlinks included (twin of
 //! `workers/paths.py`).

@@ -1,3 +1,4 @@
+// Twin: bus/settings.py (docs/parity.md)
 //! Redis settings from a URL (twin of `bus/settings.py`). A password comes
 //! from the URL or `EMBEDFLEET_REDIS_PASSWORD`; it never appears in a log, an
 //! event or an error: everything that prints the URL prints `redacted()`.

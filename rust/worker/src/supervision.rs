@@ -1,3 +1,4 @@
+// Twin: workers/supervision.py (docs/parity.md)
 //! Signals and the per-job timeout watchdog (twin of `workers/supervision.py`).
 //!
 //! First SIGINT/SIGTERM: finish the current job, then exit 0. Second: exit at

@@ -1,3 +1,4 @@
+// Twin: bus/textkey.py (docs/parity.md)
 //! A text's identity: what makes two rows "the same text" fleet-wide (twin
 //! of `bus/textkey.py`, pinned by `tests/vectors/text_keys.json`).
 //!

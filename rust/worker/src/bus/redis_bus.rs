@@ -1,3 +1,4 @@
+// Twin: bus/redis_transport.py (docs/parity.md)
 //! The bus over a real Redis: one connection, opened on first use and again
 //! after a failure. Connection faults become `BusUnavailable` at this
 //! boundary; callers wait them out with backoff.

@@ -1,3 +1,4 @@
+// Twin: bus/reuse.py (docs/parity.md)
 //! Entries of the reuse store and precision classes (twin of `bus/reuse.py`,
 //! pinned by `tests/vectors/reuse_entries.json`).
 //!

@@ -1,3 +1,4 @@
+// Twin: workers/reuse.py (docs/parity.md)
 //! Fleet-wide reuse for one job (twin of `workers/reuse.py`): a distinct
 //! text costs one model call in the whole fleet.
 //!

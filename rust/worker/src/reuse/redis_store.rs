@@ -1,3 +1,4 @@
+// Twin: bus/reuse_redis.py (docs/parity.md)
 //! `ReuseStore` over Redis (twin of `bus/reuse_redis.py`): the bus's own
 //! server (keys under the namespace, within the store's byte ceiling) or a
 //! dedicated one (`--reuse-url`). Look-ups are one `MGET`; claims and writes

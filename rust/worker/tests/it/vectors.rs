@@ -98,8 +98,34 @@ fn keys_match_vectors() {
         ("control", k.control()),
         ("events", k.events()),
         ("lanes", k.lanes()),
+        ("lock_reconcile", k.lock_reconcile()),
+        ("reuse_bytes", k.reuse_bytes()),
+        ("reuse_max", k.reuse_max()),
     ];
     for (name, key) in named {
         assert_eq!(key, v[name].as_str().unwrap(), "{name}");
     }
+    let (class, hex) = (
+        v["reuse_class"].as_str().unwrap(),
+        v["reuse_key_hex"].as_str().unwrap(),
+    );
+    let text_key: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    assert_eq!(
+        k.reuse_entry(class, &text_key),
+        v["reuse_entry"].as_str().unwrap()
+    );
+    assert_eq!(
+        k.reuse_claim(class, &text_key),
+        v["reuse_claim"].as_str().unwrap()
+    );
+    let counters: Vec<&str> = v["stats_counters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
+    assert_eq!(counters, embedfleet_core::constants::STATS_COUNTERS);
 }

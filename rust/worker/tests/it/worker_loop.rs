@@ -94,7 +94,7 @@ pub(super) fn stats(bus: &mut RedisBus) -> HashMap<String, i64> {
     bus.stats().unwrap().into_iter().collect()
 }
 
-fn events(bus: &mut RedisBus) -> Vec<serde_json::Value> {
+pub(super) fn events(bus: &mut RedisBus) -> Vec<serde_json::Value> {
     let entries: Vec<(String, HashMap<String, String>)> = bus
         .query(
             redis::cmd("XRANGE")
