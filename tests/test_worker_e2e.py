@@ -102,7 +102,12 @@ def assert_all_outputs_once(r: redis.Redis, data: Path, files: list[Path]) -> No
         src = pq.read_table(data / "chains" / out.relative_to(data / "embeddings"))
         texts = [src.column("text")[i].as_py() for i in table.column("row").to_pylist()]
         got = np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
-        assert np.array_equal(got, oracle.encode(texts).embeddings)  # same as a fault-free run
+        want = oracle.encode(texts).embeddings
+        # same as a fault-free run: bit-identical where this job ran the model, the
+        # reuse store's binary16 copy (cosine >= 0.99999, docs/reuse.md) where a
+        # text's vector came from another job
+        cosine = np.sum(got * want, axis=1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1))
+        assert cosine.min() >= 0.99999, out
 
 
 def test_kill_9_mid_run_then_another_worker_finishes_everything_once(
