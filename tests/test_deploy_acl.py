@@ -10,6 +10,7 @@ not do is refused.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -30,6 +31,13 @@ MAKE_ACL = ROOT / "deploy" / "redis" / "make-acl.sh"
 ENTRYPOINT = ROOT / "deploy" / "docker" / "redis-entrypoint.sh"
 NS = "aclns"
 ROLES = ("manager", "worker", "admin")
+
+
+def assert_stopped(port: int) -> None:
+    """The entry point execs redis-server: stopping the process stops the
+    server itself, and no orphan keeps the port."""
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0, f"a redis-server still listens on {port}"
 
 
 @dataclass
@@ -85,6 +93,7 @@ def acl_redis(tmp_path: Path) -> Iterator[AclRedis]:
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+        assert_stopped(port)
 
 
 def run(args: list[str], timeout: float = 180) -> subprocess.CompletedProcess[str]:

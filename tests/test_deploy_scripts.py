@@ -5,6 +5,7 @@ outside any container: the secret loader, the Redis entry point with
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import subprocess
 import time
@@ -19,6 +20,13 @@ from tests.conftest import free_port
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "deploy" / "docker"
 OWN_SCRIPTS = sorted(p for p in (ROOT / "deploy").rglob("*.sh") if p.name not in ("setup.sh", "dist-worker.sh"))
+
+
+def assert_stopped(port: int) -> None:
+    """The entry point execs redis-server: stopping the process stops the
+    server itself, and no orphan keeps the port."""
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0, f"a redis-server still listens on {port}"
 
 
 @pytest.mark.parametrize("script", OWN_SCRIPTS, ids=lambda p: str(p.relative_to(ROOT)))
@@ -103,6 +111,7 @@ def bus_redis(tmp_path: Path) -> Iterator[tuple[redis.Redis, str, Path, subproce
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+        assert_stopped(port)
 
 
 def test_redis_runs_with_aof_everysec_and_noeviction(bus_redis: tuple[redis.Redis, str, Path, object]) -> None:
@@ -167,10 +176,12 @@ def test_redis_keeps_data_across_a_restart_through_the_aof(tmp_path: Path) -> No
             time.sleep(1.2)  # one everysec fsync
             proc.kill()  # a crash, not a clean shutdown
             proc.wait(timeout=15)
+            assert_stopped(port)
         else:
             assert client.xlen("embedfleet:q:default") == 1
             proc.terminate()
             proc.wait(timeout=15)
+        assert_stopped(port)
     assert (tmp_path / "appendonlydir").is_dir()
 
 

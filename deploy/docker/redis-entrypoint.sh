@@ -32,4 +32,10 @@ else
   die "set EMBEDFLEET_REDIS_PASSWORD_FILE or EMBEDFLEET_REDIS_ACLFILE (no unauthenticated bus)"
 fi
 
-printf '%s\n' "$secret_conf" | exec redis-server "$conf" "$@" -
+# A here-document, not a pipe: `exec` then replaces this shell, so redis-server
+# is the process that gets the signals (PID 1 in the container; a supervisor's
+# SIGTERM reaches it, and no orphan is left when this script is stopped).
+# dash passes a small here-document through a pipe, never a file on disk.
+exec redis-server "$conf" "$@" - <<EOF
+$secret_conf
+EOF
