@@ -116,7 +116,7 @@ def empty_store(client: redis.Redis) -> None:
         client.delete(*names[i : i + 1000])
 
 
-COUNTERS = ("done", "model_calls", "rows_reused")
+COUNTERS = ("enqueued", "done", "model_calls", "rows_reused")
 
 
 def counters(client: redis.Redis, key: str) -> dict[str, int]:
@@ -133,6 +133,9 @@ def measure(fleet: Fleet, data: Path, name: str, folders: list[Path], n_files: i
         cpu0 = sum(fleet.cpu_by_part().values())
         t0 = time.perf_counter()
         subprocess.run(scan_command(data, fleet.url), cwd=ROOT, capture_output=True, text=True, check=True)
+        enqueued = counters(client, key)["enqueued"] - before["enqueued"]
+        if enqueued != n_files:  # else the wait below would never end
+            raise RuntimeError(f"{name}: the scan enqueued {enqueued} jobs for {n_files} new files")
         wait_done(client, before["done"] + n_files, timeout_s=1800)
         wall = time.perf_counter() - t0
         cpu = sum(fleet.cpu_by_part().values()) - cpu0
@@ -155,8 +158,12 @@ def copies_rounds(spec: Spec, work: Path, url: str, pid: int, rust_precision: st
         fleet.wait_ready()
         with fleet.client() as client:
             empty_store(client)
-        n = place(base, data, "single")
-        out.append(measure(fleet, data, "single copy", sorted((data / "chains").glob("single-*")), n))
+        # Another tag per precision: the same relative paths would be the same
+        # job ids, which the bus (same Redis) already counts as done.
+        tag = "single" if rust_precision == "fp32" else f"single{rust_precision}"
+        n = place(base, data, tag)
+        name = "single copy" if rust_precision == "fp32" else f"single copy, Rust worker {rust_precision}"
+        out.append(measure(fleet, data, name, sorted((data / "chains").glob(f"{tag}-*")), n))
         if rust_precision != "fp32":
             return out
         with fleet.client() as client:
