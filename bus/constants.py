@@ -184,7 +184,8 @@ encoded as ``bus.reuse.encode_entry`` writes it."""
 
 KEY_REUSE_CLAIM = "r:p:{cls}:{key}"
 """STRING: worker id of the one worker computing that text in that class now;
-expires after ``DEFAULT_REUSE_CLAIM_MS``."""
+expires after the claimant's job lease (``--lease-ms``; ``DEFAULT_REUSE_CLAIM_MS``
+where no lease is given)."""
 
 KEY_REUSE_BYTES = "r:bytes"
 """STRING integer: bytes accounted to the store's entries (key, value and

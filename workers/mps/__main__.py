@@ -165,7 +165,10 @@ def embedder(a: argparse.Namespace, memory: MemoryBudget) -> Embedder:
 
 
 def reuse_store(a: argparse.Namespace, bus: RedisSettings, transport: RedisTransport) -> ReuseStore | None:
-    """The fleet's reuse store: a dedicated Redis, the bus's own, or none."""
+    """The fleet's reuse store: a dedicated Redis, the bus's own, or none.
+
+    Claims last one job lease (``--lease-ms``): a worker killed while it holds
+    claims holds up the texts no longer than it holds up its job."""
     from bus.redis_transport import connect
     from bus.reuse_redis import RedisReuseStore
 
@@ -173,10 +176,10 @@ def reuse_store(a: argparse.Namespace, bus: RedisSettings, transport: RedisTrans
         log.info("reuse store off (--no-reuse): each job dedups within itself only")
         return None
     if not a.reuse_url:
-        return RedisReuseStore(transport.r, namespace=bus.namespace)
+        return RedisReuseStore(transport.r, namespace=bus.namespace, claim_ms=a.lease_ms)
     settings = RedisSettings.from_url(a.reuse_url, namespace=bus.namespace)
     log.info("reuse store: Redis %s", settings.redacted())
-    return RedisReuseStore(connect(settings), namespace=bus.namespace)
+    return RedisReuseStore(connect(settings), namespace=bus.namespace, claim_ms=a.lease_ms)
 
 
 def build(a: argparse.Namespace) -> Worker:

@@ -117,7 +117,8 @@ pub const OUTPUT_FORMAT_VERSION: u32 = 1;
 /// worker's `reuse::encode_entry` writes it. Built by `Keys::reuse_entry`.
 pub const KEY_REUSE_ENTRY: &str = "r:{cls}:{key}";
 /// STRING: worker id of the one worker computing that text in that class
-/// now; expires after `DEFAULT_REUSE_CLAIM_MS`.
+/// now; expires after the claimant's job lease (`--lease-ms`;
+/// `DEFAULT_REUSE_CLAIM_MS` where no lease is given).
 pub const KEY_REUSE_CLAIM: &str = "r:p:{cls}:{key}";
 /// STRING integer: bytes accounted to the store's entries (key, value and
 /// `REUSE_ENTRY_OVERHEAD` each), checked against the ceiling.

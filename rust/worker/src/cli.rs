@@ -260,7 +260,11 @@ pub fn reuse_store(a: &Args, bus: &RedisSettings) -> Result<Option<Box<dyn Reuse
         None => bus.clone(),
     };
     log::info!("reuse store: Redis {}", settings.redacted());
-    Ok(Some(Box::new(RedisReuseStore::new(settings))))
+    // Claims last one job lease: a worker killed while it holds claims holds
+    // up the texts no longer than it holds up its job.
+    Ok(Some(Box::new(
+        RedisReuseStore::new(settings).with_claim_ms(a.lease_ms),
+    )))
 }
 
 /// Everything a worker needs, from the flags; `Usage` errors exit 2.
