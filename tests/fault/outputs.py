@@ -24,8 +24,12 @@ from bus.constants import META_PREFIX
 STABLE_META = (
     "format_version", "model_id", "normalized", "input_path", "input_fingerprint", "row_start", "row_end",
     "job_id", "worker_kind", "rows_total", "rows_embedded", "rows_null", "rows_empty", "rows_invalid_utf8",
-    "rows_truncated", "rows_deduplicated",
+    "rows_truncated",
 )  # fmt: skip
+HOW_OBTAINED = ("model_calls", "rows_reused", "rows_deduplicated")
+"""How a job got its vectors: their split depends on what the reuse store
+held at that moment (a store lost with Redis, a claim of a killed worker), so
+only their sum, every row the job embedded, must equal the reference's."""
 
 
 @dataclass
@@ -122,6 +126,9 @@ def compare_outputs(got_path: Path, ref_path: Path, tol: float) -> str | None:
     for key in STABLE_META:
         if gm.get(key) != rm.get(key):
             return f"metadata {key}: {gm.get(key)!r} != {rm.get(key)!r}"
+    got_sum, ref_sum = (sum(int(m.get(k, "0")) for k in HOW_OBTAINED) for m in (gm, rm))
+    if got_sum != ref_sum:
+        return f"metadata {' + '.join(HOW_OBTAINED)}: {got_sum} != {ref_sum}"
     return None
 
 

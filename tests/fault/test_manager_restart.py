@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from manager.state import read_state
 from tests.fault.conftest import References, new_run
 from tests.fault.dataset import Corpus
-from tests.fault.harness import Fleet
+from tests.fault.harness import Fleet, Run
 from tests.fault.kinds import WorkerKind
 from tests.fault.manager_proc import (
     copy_corpus,
@@ -56,6 +57,10 @@ def test_a_manager_killed_mid_run_resumes_and_its_journal_is_complete(
     assert not state["final"], state["stage"]
     fleet.members.append((run.start_worker("late"), {}))  # starts while no manager listens
     wait_until(lambda: run.done_count() >= killed_at + 10, 60)
+    # The late worker announces itself while no manager listens (else, on a
+    # loaded machine, the others could finish the run before it is up, and
+    # no manager would ever owe its worker_started a journal line).
+    assert wait_until(lambda: announced(run, "late"), 60), f"the late worker never started\n{run.procs.logs()}"
     downtime_done = run.done_count() - killed_at
     time.sleep(0.5)
     second = start_manager(run, mine.root, run_dir)
@@ -78,3 +83,21 @@ def test_a_manager_killed_mid_run_resumes_and_its_journal_is_complete(
         journal_whole=whole,
         journal_done=complete["done"],
     )
+
+
+def announced(run: Run, tag: str) -> bool:
+    """A ``worker_started`` event of a worker whose id holds ``tag`` is on the bus."""
+    client = run.client()
+    try:
+        entries: Any = client.xrange(run.keys.events, "-", "+")
+    finally:
+        client.close()
+    for _id, fields in entries:
+        for raw in fields.values():
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                continue
+            if event.get("type") == "worker_started" and tag in str(event.get("worker", "")):
+                return True
+    return False
