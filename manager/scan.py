@@ -18,8 +18,8 @@ Footer cache: the facts read from footers are kept in
 valid while the file's size, mtime and inode are unchanged, so a re-scan of a
 large tree reads directory entries only. Deleting the file is always safe.
 
-``manager.pyscan`` is the same scan in plain Python: the benchmark's
-baseline and the tests' oracle.
+``tests/support/pyscan.py`` is the same scan in plain Python: the
+benchmark's baseline and the tests' oracle.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bus.constants import DEFAULT_ROWS_PER_PART, OUTPUT_DIR
+from bus.enqueue import enqueue_pipelined
 from bus.errors import BusUnavailable, UnsafePath
 from bus.messages import Job, check_relative
 from bus.settings import RedisSettings
@@ -212,7 +213,8 @@ def to_plan(
     id_column: str | None = None,
     routes: Routes | None = None,
 ) -> Plan:
-    """A ``Plan`` from a scanner's raw result (``_core.scan`` or ``pyscan.scan``)."""
+    """A ``Plan`` from a scanner's raw result (``_core.scan``, or the test
+    oracle ``tests/support/pyscan.py``)."""
     routes = routes or Routes()
     names = [s[0] for s in raw["subreddits"]]
     if routes.sizes:
@@ -280,10 +282,7 @@ def enqueue(settings: RedisSettings, jobs: Iterable[Job], *, redo: bool = False)
     if not jobs:
         return EnqueueResult(0, 0)
     if settings.ssl:  # The Rust client is built without TLS: redis-py does it.
-        from manager import pyscan
-
-        new, existing = pyscan.enqueue(settings, jobs, redo=redo)
-        return EnqueueResult(new, existing)
+        return EnqueueResult(*enqueue_pipelined(settings, jobs, redo=redo))
     try:
         new, existing = _core.enqueue(
             jobs,

@@ -14,8 +14,7 @@ from bus.keys import Keys
 from bus.messages import Job
 from bus.settings import RedisSettings
 from manager import _core
-from tests.test_enqueue import stream_jobs
-from tests.test_scan import MODEL, Tree
+from tests.support.scan_tree import MODEL, Tree, stream_jobs
 
 VECTORS = Path(__file__).parent / "vectors"
 

@@ -21,8 +21,9 @@ from manager.coordinator import ClusterRequest, Coordinator, CoordinatorOptions
 from manager.journal import verify_run
 from manager.state import read_state
 from manager.summary import EXIT_DEAD_LETTERS, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
-from tests.conftest import free_port, start_redis
-from tests.manager_fakes import FakeWorker, make_jobs
+from tests.support.fakes import FakeWorker, make_jobs
+from tests.support.procs import free_port
+from tests.support.redis_server import start_redis
 
 FAST = CoordinatorOptions(poll_s=0.05, refresh_s=0.2, trim_every_s=0.2, state_every_s=0.2, registry_every_s=0.5)
 

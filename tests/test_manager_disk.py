@@ -29,7 +29,7 @@ from manager.disk import DiskGuard, DiskUnavailable
 from manager.journal import Journal, verify_run
 from manager.redaction import Redactor
 from manager.summary import EXIT_ERROR, EXIT_OK
-from tests.manager_fakes import FakeWorker, make_jobs
+from tests.support.fakes import FakeWorker, make_jobs
 
 FAST = CoordinatorOptions(poll_s=0.05, refresh_s=0.2, trim_every_s=0.2, state_every_s=0.2, registry_every_s=0.5)
 

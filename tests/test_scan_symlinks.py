@@ -13,7 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from manager import _core, pyscan, scan
+from manager import _core, scan
+from tests.support import pyscan
 
 MODEL = "all-MiniLM-L6-v2@0000000000000000"
 

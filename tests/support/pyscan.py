@@ -3,10 +3,10 @@ the Rust scan (``manager._core.scan``), written the obvious way (``os.scandir``,
 ``os.stat``, ``pyarrow.parquet.read_metadata`` on every footer it needs, one
 file after another, no cache).
 
-It is the benchmark's baseline and the tests' oracle: ``scan`` returns the
-very shape ``_core.scan`` does, so the two can be compared field by field.
-``enqueue`` is the plain redis-py way (one pipeline of ``EVALSHA`` per
-batch), used for ``rediss://`` and as the enqueue baseline.
+It is the benchmark's baseline and the tests' oracle, kept out of the
+product package: ``scan`` returns the very shape ``_core.scan`` does, so the
+two can be compared field by field. (The plain redis-py enqueue, which the
+manager needs for ``rediss://``, is product code: ``bus.enqueue``.)
 """
 
 from __future__ import annotations
@@ -22,10 +22,7 @@ import pyarrow.parquet as pq
 
 from bus.constants import INPUT_DIR, META_PREFIX, OUTPUT_DIR
 from bus.errors import UnsafePath
-from bus.keys import Keys
-from bus.messages import Job, job_id, output_path
-from bus.redis_transport import RedisTransport, connect, script_source, translated
-from bus.settings import RedisSettings
+from bus.messages import job_id, output_path
 
 PARQUET = ".parquet"
 TEMP = ".tmp"
@@ -402,24 +399,3 @@ def scan(
         "stats": stats,
         "cancelled": False,
     }
-
-
-def enqueue(settings: RedisSettings, jobs: list[Job], *, redo: bool = False, batch: int = 2000) -> tuple[int, int]:
-    """Idempotent enqueue with redis-py: one pipeline of ``EVALSHA`` per batch
-    (redis-py loads the script when Redis lacks it). ``(new, existing)``."""
-    client = connect(settings)
-    keys = Keys(settings.namespace)
-    new = 0
-    try:
-        with translated():
-            RedisTransport(client, namespace=settings.namespace).ensure_lanes(sorted({j.lane for j in jobs}))
-            script = client.register_script(script_source("enqueue"))
-            for i in range(0, len(jobs), batch):
-                pipe = client.pipeline(transaction=False)
-                for j in jobs[i : i + batch]:
-                    keys_ = [keys.state, keys.queue(j.lane), keys.stats, keys.lanes]
-                    script(keys=keys_, args=[j.id, j.to_json(), j.lane, "redo" if redo else ""], client=pipe)
-                new += sum(int(x) for x in pipe.execute())
-    finally:
-        client.close()
-    return new, len(jobs) - new
