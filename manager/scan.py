@@ -203,6 +203,12 @@ def _make_job(
     )
 
 
+def _counts(s: _core.SubredditScan) -> SubredditCounts:
+    return SubredditCounts(
+        s.name, s.files, s.up_to_date, s.missing, s.modified, s.split_parts, s.jobs, s.orphans, s.errors
+    )
+
+
 def to_plan(
     raw: Any,
     input_root: Path,
@@ -216,18 +222,18 @@ def to_plan(
     """A ``Plan`` from a scanner's raw result (``_core.scan``, or the test
     oracle ``tests/support/pyscan.py``)."""
     routes = routes or Routes()
-    names = [s[0] for s in raw["subreddits"]]
+    names = [s.name for s in raw["subreddits"]]
     if routes.sizes:
-        lanes = [routes.lane(names[j[0]], j[6]) for j in raw["jobs"]]
+        lanes = [routes.lane(names[j.rank], j.bytes) for j in raw["jobs"]]
     else:
         by_rank = [routes.lane(n, 0) for n in names]
-        lanes = [by_rank[j[0]] for j in raw["jobs"]]
+        lanes = [by_rank[j.rank] for j in raw["jobs"]]
     jobs = [
-        _make_job(path, out, fp, model, rows, column, id_column, lane, job_id)
-        for (_, job_id, path, out, fp, rows, _), lane in zip(raw["jobs"], lanes, strict=True)
+        _make_job(j.path, j.out, j.fingerprint, model, j.rows, column, id_column, lane, j.id)
+        for j, lane in zip(raw["jobs"], lanes, strict=True)
     ]
     report = ScanReport(
-        subreddits={s[0]: SubredditCounts(*s) for s in raw["subreddits"]},
+        subreddits={s.name: _counts(s) for s in raw["subreddits"]},
         errors=[ScanIssue(p, problem) for p, problem in raw["issues"]],
         orphans=list(raw["orphans"]),
         stats=dict(raw["stats"]),

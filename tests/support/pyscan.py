@@ -4,8 +4,9 @@ the Rust scan (``manager._core.scan``), written the obvious way (``os.scandir``,
 file after another, no cache).
 
 It is the benchmark's baseline and the tests' oracle, kept out of the
-product package: ``scan`` returns the very shape ``_core.scan`` does, so the
-two can be compared field by field. (The plain redis-py enqueue, which the
+product package: ``scan`` returns the very shape ``_core.scan`` does (its
+``PlannedJob`` and ``SubredditScan`` records, compared by value), so the two
+can be compared with ``==``. (The plain redis-py enqueue, which the
 manager needs for ``rediss://``, is product code: ``bus.enqueue``.)
 """
 
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 from bus.constants import INPUT_DIR, META_PREFIX, OUTPUT_DIR
 from bus.errors import UnsafePath
 from bus.messages import job_id, output_path
+from manager._core import PlannedJob, SubredditScan
 
 PARQUET = ".parquet"
 TEMP = ".tmp"
@@ -282,7 +284,9 @@ class Scanner:
                     issues.append((os.path.join(in_dir, name), str(e)))
                     continue
                 jobs.append(
-                    (rank, job_id(path, rows, st.fingerprint, self.model), path, out, st.fingerprint, rows, nbytes)
+                    PlannedJob(
+                        rank, job_id(path, rows, st.fingerprint, self.model), path, out, st.fingerprint, rows, nbytes
+                    )
                 )
         temps = [f"{out_rel}/{n}" for n in outputs.temps]
         return {"counts": counts, "jobs": jobs, "orphans": orphans, "temps": temps, "issues": issues}
@@ -361,7 +365,7 @@ def scan(
     for rank, suffix, sub in pairs:
         r = sc.pair(rank, suffix, sub)
         c = r["counts"]
-        split = sum(1 for j in r["jobs"] if j[5] is not None)
+        split = sum(1 for j in r["jobs"] if j.rows is not None)
         for i, v in enumerate(
             (
                 c["files"],
@@ -392,7 +396,7 @@ def scan(
     }
     return {
         "jobs": jobs,
-        "subreddits": [(n, *s) for n, s in zip(names, subs, strict=True)],
+        "subreddits": [SubredditScan(n, *s) for n, s in zip(names, subs, strict=True)],
         "orphans": orphans,
         "temps": temps,
         "issues": sorted(issues),
