@@ -38,6 +38,7 @@ from bus.errors import BusUnavailable, UnsafePath
 from bus.messages import Job, check_relative
 from bus.settings import RedisSettings
 from manager import _core
+from manager.reconcile import reconcile as reconcile_lost
 from manager.routing import Routes
 
 log = logging.getLogger("embedfleet.scan")
@@ -311,9 +312,7 @@ def reconcile(settings: RedisSettings, jobs: Iterable[Job]) -> int:
     lost, and put back those still marked queued that are in neither their
     stream nor their delayed set. Returns how many were re-added; a job still
     present is never added twice (see ``manager.reconcile``)."""
-    from manager.reconcile import reconcile as run
-
-    return run(settings, list(jobs), enqueue)
+    return reconcile_lost(settings, list(jobs), enqueue)
 
 
 def delete_orphans(plan: Plan) -> int:

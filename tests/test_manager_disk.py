@@ -158,7 +158,7 @@ def test_a_run_waits_out_a_full_disk_and_journals_every_event_once(
     runner.start()
     fleet.append(FakeWorker(settings, "w1", job_s=0.05).start())
     deadline = threading.Event()
-    while len(co.events_seen) < 5 and not deadline.wait(0.02):
+    while len(co.pump.events_seen) < 5 and not deadline.wait(0.02):
         pass
     disk.full.set()  # the workers go on; their events wait in Redis
     deadline.wait(1.5)
