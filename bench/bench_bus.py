@@ -39,9 +39,8 @@ from bus.keys import Keys
 from bus.messages import Job
 from bus.redis_transport import RedisTransport
 from bus.settings import RedisSettings
-from tests.conftest import free_port
-from tests.fault.procs import ProcessGroup
-from tests.fault.redis_server import RedisServer
+from tests.support.procs import ProcessGroup, free_port
+from tests.support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGURE = ROOT / "docs" / "bench" / "fleet_scaling.png"

@@ -45,8 +45,11 @@ from bus.constants import DEFAULT_ROWS_PER_PART
 from bus.keys import Keys
 from bus.settings import RedisSettings
 from corpus.generate import generate_corpus
-from manager import pyscan, scan
+from manager import scan
 from models.source import default_model_dir, model_id
+from tests.support import pyscan
+from tests.support.procs import free_port
+from tests.support.redis_server import start_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 ONNX_DIR = Path(os.environ.get("ONNX_DIR") or ROOT / "models" / "onnx" / "minilm").resolve()
@@ -88,8 +91,6 @@ SMOKE = Spec(1, 2, 15, 2, 1, rerun_dirs=2, rerun_files_per_dir=500, rerun_repeat
 @contextmanager
 def redis_server(workdir: Path) -> Iterator[tuple[str, int]]:
     """A private redis-server; yields its URL and pid."""
-    from tests.conftest import free_port, start_redis
-
     port = free_port()
     proc = start_redis(workdir, port)
     try:
@@ -571,7 +572,7 @@ def rerun_table(r: dict[str, Any]) -> dict[str, Any]:
                 none, False),
             row("`scan.plan` + `scan.enqueue` in-process, warm footer cache", "api", none, True),
             row("`scan.plan` + `scan.enqueue` in-process, no footer cache", "api_nocache", none, True),
-            row("pure-Python `manager.pyscan.scan` in-process (baseline)", "python", "0 jobs", True),
+            row("pure-Python `tests/support/pyscan.py` scan in-process (baseline)", "python", "0 jobs", True),
             row(f"first run, for scale: scan (no outputs, no cache) + enqueue {n:,} jobs", "first",
                 f"{n:,} enqueued", False),
         ],

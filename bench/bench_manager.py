@@ -2,7 +2,7 @@
 
 Three measurements, each repeated, all in the same run:
 
-1. Event handling alone: ``Coordinator.on_event`` on synthetic ``job_done``
+1. Event handling alone: ``EventPump.on_event`` (``Coordinator.pump``) on synthetic ``job_done``
    events (parse, redact, hash-chained journal line, throughput, tracker),
    against the bare minimum a journal needs (``json.loads`` and an append of
    the raw line to a file).
@@ -76,7 +76,7 @@ def on_event_cost(co: Coordinator, events: list[bytes]) -> float:
     """CPU seconds per event through the coordinator's event handling."""
     t = time.thread_time()
     for i, raw in enumerate(events):
-        co.on_event(f"{i}-0", raw)
+        co.pump.on_event(f"{i}-0", raw)
     return (time.thread_time() - t) / len(events)
 
 
@@ -130,7 +130,7 @@ def whole_stage(settings: RedisSettings, n: int, tmp: Path) -> tuple[float, floa
         w.join(30)
     assert summary.done == n and summary.exit_code == 0, summary.render()
     worker_cpu = sum(w.cpu_s for w in workers) / max(1, sum(w.jobs for w in workers))
-    return co.counters.embed_cpu_s / n, worker_cpu
+    return co.figures.counters.embed_cpu_s / n, worker_cpu
 
 
 def journal_sync_cost(path: Path, n: int, sync: bool) -> float:

@@ -1,5 +1,5 @@
 """Scan and enqueue: the manager's Rust scan+diff against the straightforward
-pure-Python scanner (``manager.pyscan``) on the same tree in the same run,
+pure-Python scanner (``tests/support/pyscan.py``) on the same tree in the same run,
 the pipelined Rust enqueue against the redis-py one, and Redis memory per
 queued job.
 
@@ -31,9 +31,12 @@ import pyarrow.parquet as pq
 import redis
 
 from bench.report import spread
+from bus.enqueue import enqueue_pipelined
 from bus.messages import Job
 from bus.settings import RedisSettings
-from manager import _core, pyscan, scan
+from manager import _core, scan
+from tests.support import pyscan
+from tests.support.procs import free_port
 
 TREE_VERSION = "v1"
 """Bump when the generated tree changes shape: a new cache folder is made."""
@@ -163,8 +166,6 @@ def private_redis() -> Iterator[RedisSettings]:
     exe = shutil.which("redis-server")
     if exe is None:
         raise RuntimeError("redis-server is not installed (make setup)")
-    from tests.conftest import free_port
-
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="efbench-redis-") as d:
         proc = subprocess.Popen(
@@ -292,7 +293,7 @@ def measure_enqueue(spec: Spec) -> dict[str, list[dict[str, float]]]:
         for _ in range(3):
             out["rust"].append(enqueue_round(settings, jobs, lambda: scan.enqueue(settings, jobs)))
         for _ in range(2):
-            out["python"].append(enqueue_round(settings, jobs, lambda: pyscan.enqueue(settings, jobs)))
+            out["python"].append(enqueue_round(settings, jobs, lambda: enqueue_pipelined(settings, jobs)))
     return out
 
 
@@ -339,7 +340,7 @@ def run(smoke: bool) -> dict[str, Any]:
             f"{vs_py / med(s['plan']):.1f}×",
         ],
         [
-            "pure-Python `manager.pyscan` (baseline)",
+            "pure-Python `tests/support/pyscan.py` (baseline)",
             spread(s["python"], "{:.3f}"),
             spread(s["python_cpu"], "{:.3f}"),
             f"{s['cold_footers']}",
@@ -353,7 +354,7 @@ def run(smoke: bool) -> dict[str, Any]:
             f"{med(rust_rate) / med(py_rate):.1f}×",
             spread([r["rerun_rate"] for r in e["rust"]], "{:,.0f}"),
         ],
-        ["redis-py, pipelined EVALSHA (`manager.pyscan.enqueue`, baseline)", spread(py_rate, "{:,.0f}"), "1.0×", "—"],
+        ["redis-py, pipelined EVALSHA (`bus.enqueue`, baseline)", spread(py_rate, "{:,.0f}"), "1.0×", "—"],
     ]
     mem_rows = [
         [

@@ -32,6 +32,7 @@ from bus.settings import ENV_NAMESPACE, ENV_URL, RedisSettings
 from manager import actions, startup
 from manager.auth import InsecureBind, check_bind, token_from_env
 from manager.redaction import Redactor, install_log_redaction
+from manager.state import Interrupted
 
 log = logging.getLogger("embedfleet.manager")
 DEFAULT_PORT = 8377
@@ -134,8 +135,6 @@ def _cluster_command(template: str, stop: threading.Event) -> Any:
     SIGKILL after 10 s) and interrupts the run."""
 
     def run(req: Any) -> dict[str, Any]:
-        from manager.coordinator import Interrupted
-
         argv = [
             a.format(output_root=req.output_root, run_dir=req.run_dir, run_id=req.run_id) for a in shlex.split(template)
         ]

@@ -3,14 +3,15 @@
 A run goes ``scanning -> embedding -> clustering -> done`` (clustering only
 when a clusterer is given), or ends in ``error`` / ``interrupted``:
 
-1. scanning: ``manager.scan.plan`` lists the jobs (or the caller passes
-   ``jobs=``), ``manager.scan.enqueue`` puts the missing ones on the bus
-   (idempotent: re-running never duplicates work).
-2. embedding: watches the bus until every job of the plan is done or dead:
-   journals the workers' events from ``<ns>:events``, tracks per-job state,
-   computes throughput per worker and per device class and the ETA, trims
-   acknowledged stream entries, rewrites ``state.json`` every second, rides
-   out a Redis outage (and reconciles after it).
+1. scanning (``manager.planning.RunPlanner``): ``manager.scan.plan`` lists
+   the jobs (or the caller passes ``jobs=``), ``manager.scan.enqueue`` puts
+   the missing ones on the bus (idempotent: re-running never duplicates work).
+2. embedding (``manager.watch.BusWatcher``): watches the bus until every job
+   of the plan is done or dead: the event pump (``manager.events.EventPump``)
+   journals the workers' events from ``<ns>:events``; the watcher tracks
+   per-job state, the ETA, trims acknowledged stream entries, has
+   ``state.json`` rewritten every second, rides out a Redis outage (and
+   reconciles after it). What they count is in ``manager.figures``.
 3. clustering: calls the injected ``cluster(ClusterRequest)`` callable.
 4. the end: a ``RunSummary`` (done, skipped, failed with reasons, pending,
    and the scan errors apart), written to ``summary.json`` and journaled (the
@@ -44,57 +45,40 @@ the moment it is constructed. ``run_status()``, ``throughput()``,
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bus import constants as c
 from bus.errors import BusUnavailable
-from bus.messages import Job, SeenEventIds
+from bus.messages import Job
 from bus.redis_transport import RedisTransport, connect, translated
 from bus.settings import RedisSettings
 from manager import resume as resuming
-from manager import runsteps
+from manager.api import ApiServer, StatusHub, create_app
 from manager.disk import DiskGuard, DiskUnavailable
-from manager.failures import FailureTally
+from manager.events import EventPump
+from manager.figures import RunFigures
 from manager.fleet import FleetView
 from manager.journal import JOURNAL_FILE, Journal
+from manager.planning import RunPlanner, ScanSettings
 from manager.redaction import Redactor
-from manager.state import STATE_FILE, Stage, StageMachine, write_atomic
+from manager.state import STATE_FILE, Interrupted, Stage, StageMachine, write_atomic
 from manager.summary import RunSummary
-from manager.throughput import EtaEstimator, Throughput, device_class
-from manager.tracker import JobTracker
-from manager.usage import StageUsage, job_usage
+from manager.throughput import Throughput
+from manager.usage import StageUsage
+from manager.watch import BusWatcher, WatchTimes
 
-if TYPE_CHECKING:
-    from manager.api import ApiServer
+__all__ = ["ClusterFn", "ClusterRequest", "Coordinator", "CoordinatorOptions", "Interrupted", "RunHeld"]
 
 log = logging.getLogger("embedfleet.manager")
-
-_LEVELS = {"job_dead": "error", "job_retry": "warning", "lease_lost": "warning"}
-_EVENT_FIELDS = (
-    "v",
-    "worker",
-    "kind",
-    "job",
-    "path",
-    "rows",
-    "seconds",
-    "counts",
-    "ts_ms",
-    "eid",
-    "action",
-    "detail",
-    "source",
-)
 
 
 @dataclass(frozen=True)
@@ -135,41 +119,12 @@ SCAN_ERRORS_SHOWN = 100
 """Scan errors listed in the run status (all of them are in the summary)."""
 
 
-class Interrupted(Exception):
-    """The run was asked to stop."""
-
-
 class RunHeld(Exception):
     """The run dir belongs to a manager that is still running."""
 
 
 def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-
-
-@dataclass
-class _Counters:
-    rows: int = 0
-    model_calls: int = 0
-    """Texts the workers sent to the model (``counts.model_calls`` of job_done)."""
-    rows_reused: int = 0
-    """Rows whose vector came from the reuse store (docs/reuse.md)."""
-    skipped_by_workers: int = 0
-    enqueued_new: int = 0
-    enqueued_existing: int = 0
-    events: int = 0
-    job_events: int = 0
-    resent_events: int = 0
-    """Copies of an already journaled event (same ``eid``), dropped."""
-    event_cpu_s: float = 0.0
-    embed_cpu_s: float = 0.0
-    trimmed: int = 0
-    up_to_date: int = 0
-    """Outputs the scan found already up to date (no job planned)."""
-    scan_errors: list[dict[str, Any]] = field(default_factory=list)
-    cluster: dict[str, Any] | None = None
-    error: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Coordinator:
@@ -225,26 +180,51 @@ class Coordinator:
         )
         self.machine = StageMachine()
         self.usage = StageUsage()
-        self.throughput = Throughput(bucket_s=self.opts.throughput_bucket_s)
-        self.eta = EtaEstimator()
-        self.tracker = JobTracker([])
-        self.counters = _Counters()
-        self.failures = FailureTally()
-        """Failures of the run by source (``worker``, ``scan``) and reason class."""
+        self.figures = RunFigures(Throughput(bucket_s=self.opts.throughput_bucket_s))
+        """What the run has counted so far (jobs, rows, rates, failures)."""
         self._cluster_now = threading.Event()
         self._cluster_fn: ClusterFn | None = None
-        self._devices: dict[str, tuple[str, str]] = {}
-        self.events_seen: set[str] = set()
-        """Jobs of which a done, skipped or dead event was journaled."""
-        self._eids = SeenEventIds()
-        self._last_registry = 0.0
-        self._controls: dict[str, bool] | None = None
+        self.pump = EventPump(
+            self.client,
+            self.transport.keys,
+            self.journal,
+            self.figures,
+            self.fleet,
+            self.redactor,
+            events_from=f"{self.fleet.redis_time_ms()}-0",
+        )
+        """Journals the workers' events; events are read from the moment of construction."""
+        self.planner = RunPlanner(
+            settings,
+            self.transport,
+            self.client,
+            self.journal,
+            self.figures,
+            self.redactor,
+            self.disk,
+            self.run_dir,
+            write_file=self.write_file,
+        )
+        o = self.opts
+        self.watcher = BusWatcher(
+            settings,
+            self.transport,
+            self.client,
+            self.fleet,
+            self.journal,
+            self.figures,
+            self.pump,
+            WatchTimes(o.poll_s, o.refresh_s, o.trim_every_s, o.state_every_s, o.registry_every_s, o.bus_timeout_s),
+            stop=self._stop,
+            cluster_now=self._cluster_now,
+            publish_state=self._publish_state,
+            note_disk_outages=self.note_disk_outages,
+        )
         self._started_ms = int(time.time() * 1000)
         self._ended_ms: int | None = None
         self._t0 = time.monotonic()
         self._elapsed_before = 0.0
         """Seconds the run had been driven before this manager resumed it."""
-        self._events_from = f"{self.fleet.redis_time_ms()}-0"
         if self.resumed is not None:
             self._started_ms = int(self.resumed.get("started_ms") or self._started_ms)
             self._elapsed_before = float(self.resumed.get("elapsed_s") or 0.0)
@@ -282,30 +262,32 @@ class Coordinator:
             self._enter(Stage.SCANNING)
             saved = resuming.read_plan(self.run_dir) if self.resumed is not None else None
             if saved is not None:
-                runsteps.enqueue_jobs(self, saved.jobs, done_before=saved.done_before)
+                self.planner.enqueue(saved.jobs, done_before=saved.done_before)
             else:
-                runsteps.enqueue_jobs(self, runsteps.plan_jobs(self, jobs))
+                what = ScanSettings(self.input_root, self.output_root, self.model, self.scan_args)
+                self.planner.enqueue(self.planner.plan(what, jobs))
             if self.resumed is not None:
-                resuming.replay(self, scanned_again=saved is None)
+                last = resuming.replay(self.run_dir, self.pump, self.figures, scanned_again=saved is None)
+                self.pump.resume_after(last, fallback=self.resumed.get("events_from"))
             self._enter(Stage.EMBEDDING)
             self._embed()
             if cluster is not None:
                 self._enter(Stage.CLUSTERING)
-                self._cluster(partial=not self.tracker.progress().finished)
+                self._cluster(partial=not self.figures.tracker.progress().finished)
             self._enter(Stage.DONE)
         except (Interrupted, KeyboardInterrupt):
             log.warning("run %s interrupted", self.run_id)
             self._enter(Stage.INTERRUPTED)
         except Exception as e:  # the run fails; the summary says why
-            self.counters.error = self.redactor.text(f"{type(e).__name__}: {e}")
-            log.error("run %s failed: %s", self.run_id, self.counters.error)
+            self.figures.counters.error = self.redactor.text(f"{type(e).__name__}: {e}")
+            log.error("run %s failed: %s", self.run_id, self.figures.counters.error)
             self._enter(Stage.ERROR)
         return self._finish()
 
     def _begin(self) -> None:
         """The run's first journal line: started, or resumed after its manager died."""
         for old in self.closed_runs:
-            resuming.close_dead_run(self, self.output_root / "runs" / old)
+            resuming.close_dead_run(self.output_root / "runs" / old, self.run_id, self.redactor, self.disk)
         if self.resumed is None:
             data = {**self._config(), "continues": self.closed_runs} if self.closed_runs else self._config()
             self.journal.write("run_started", f"run {self.run_id} started", data=data, sync=True)
@@ -355,12 +337,10 @@ class Coordinator:
         return self._status
 
     def throughput_series(self) -> dict[str, Any]:
-        return self.throughput.series()
+        return self.figures.throughput.series()
 
     def serve_api(self, host: str = "127.0.0.1", port: int = 8765, token: str | None = None) -> ApiServer:
         """Start the status API and dashboard in a background thread."""
-        from manager.api import ApiServer, StatusHub, create_app
-
         self.redactor.add(token)
         hub = StatusHub(FleetView.from_settings(self.settings, self.redactor), run=self, settings=self.settings)
         return ApiServer(create_app(hub, token=token), host=host, port=port, token=token).start()
@@ -384,7 +364,7 @@ class Coordinator:
                 "stage_started",
                 f"{stage.value}",
                 level=level,
-                error=self.counters.error,
+                error=self.figures.counters.error,
                 data={"stage": stage.value, "from": old.value},
                 sync=True,
             )
@@ -407,8 +387,9 @@ class Coordinator:
 
     def _disk_lost(self, e: DiskUnavailable) -> None:
         """The run is ending and its files cannot be written: say so once."""
-        if self.counters.error is None:
-            self.counters.error = self.redactor.text(f"DiskUnavailable: {e}")
+        counters = self.figures.counters
+        if counters.error is None:
+            counters.error = self.redactor.text(f"DiskUnavailable: {e}")
         log.error("run %s: %s; the journal stops here (the workers' events stay in Redis)", self.run_id, e)
 
     def write_file(self, path: Path, data: dict[str, Any]) -> None:
@@ -418,13 +399,14 @@ class Coordinator:
     def _embed(self) -> None:
         cpu0 = time.thread_time()
         try:
-            runsteps.watch(self)
+            self.watcher.watch()
         finally:
-            self.counters.embed_cpu_s += time.thread_time() - cpu0
+            self.figures.counters.embed_cpu_s += time.thread_time() - cpu0
 
     def _cluster(self, partial: bool) -> None:
         assert self._cluster_fn is not None
-        outputs = sorted(self.tracker.jobs[j].out for j in self.tracker.done)
+        tracker = self.figures.tracker
+        outputs = sorted(tracker.jobs[j].out for j in tracker.done)
         req = ClusterRequest(self.output_root, self.run_dir, self.run_id, outputs, partial)
         self.journal.write(
             "cluster_started",
@@ -433,103 +415,8 @@ class Coordinator:
             sync=True,
         )
         result = self._cluster_fn(req)
-        self.counters.cluster = self.redactor.scrub(dict(result or {}))
-        self.journal.write("cluster_finished", "clustering finished", data={"result": self.counters.cluster})
-
-    # -- events ----------------------------------------------------------
-    def on_event(self, entry_id: str, raw: bytes | str | None) -> None:
-        """Journal one worker event and update the run's figures."""
-        t = time.thread_time()
-        try:
-            ev = json.loads(raw or b"")
-            if not isinstance(ev, dict):
-                raise ValueError("not an object")
-        except ValueError:
-            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-            self.journal.write(
-                "worker_event_invalid",
-                "unreadable worker event",
-                level="warning",
-                data={"entry": entry_id, "raw": text[:500]},
-            )
-            return
-        if not self._eids.first_time(ev.get("eid")):
-            self.counters.resent_events += 1
-            log.info("dropped a resent copy of event %s (stream entry %s)", ev.get("eid"), entry_id)
-            return
-        etype = str(ev.get("type") or "unknown")
-        worker = str(ev.get("worker") or "?")
-        job = ev.get("job") if isinstance(ev.get("job"), str) else None
-        data = {k: ev[k] for k in _EVENT_FIELDS if k in ev}
-        data.setdefault("source", "worker")
-        data["entry"] = entry_id
-        if etype == "job_done":  # kept, so that a resumed run replays it into the same class
-            data["class"] = device_class(*self.device_of(worker, str(ev.get("kind") or "?")))
-        usage = job_usage(ev, time.thread_time() - t) if job else {}
-        error = ev.get("error")
-        self.journal.write(
-            etype,
-            f"{worker}: {etype} {ev.get('path') or ''}".rstrip(),
-            level=_LEVELS.get(etype, "info"),
-            counters=_event_counters(etype, ev),
-            usage=usage,
-            error=str(error) if error else None,
-            data=data,
-        )
-        self.apply_event(etype, worker, job, ev, data.get("class"))
-        self.counters.event_cpu_s += time.thread_time() - t
-
-    def apply_event(
-        self,
-        etype: str,
-        worker: str,
-        job: str | None,
-        ev: dict[str, Any],
-        klass: str | None,
-        end_s: float | None = None,
-    ) -> None:
-        """Count one journaled worker event into the run's figures (also when
-        a resumed run replays its journal: ``end_s`` is then when it was journaled)."""
-        self.counters.events += 1
-        if job:
-            self.counters.job_events += 1
-            if etype in ("job_done", "job_skipped", "job_dead"):
-                self.events_seen.add(job)
-        if etype == "job_done":
-            rows = _count(ev.get("rows"))
-            self.counters.rows += rows
-            raw_counts = ev.get("counts")
-            counts: dict[str, Any] = raw_counts if isinstance(raw_counts, dict) else {}
-            self.counters.model_calls += _count(counts.get("model_calls"))
-            self.counters.rows_reused += _count(counts.get("rows_reused"))
-            klass = klass or device_class(*self.device_of(worker, str(ev.get("kind") or "?")))
-            self.throughput.add(worker, klass, rows, seconds=_seconds(ev.get("seconds")), end_s=end_s)
-            if job:
-                self.tracker.mark(job, c.STATE_DONE)
-        elif etype == "job_skipped":
-            self.counters.skipped_by_workers += 1
-            if job:
-                self.tracker.mark(job, c.STATE_DONE)
-        elif etype == "job_dead":
-            if job:
-                self.tracker.mark(job, c.STATE_DEAD)
-            error = ev.get("error")
-            self.failures.add("worker", self.redactor.text(str(error)) if error is not None else None)
-        elif etype in ("worker_started", "worker_stopped"):
-            self._last_registry = 0.0
-
-    def device_of(self, worker: str, kind: str) -> tuple[str, str]:
-        """(kind, device) of a worker, from the registry (cached)."""
-        if worker not in self._devices and time.monotonic() - self._last_registry > 1.0:
-            self.refresh_registry()
-        return self._devices.get(worker, (kind, "?"))
-
-    def refresh_registry(self) -> list[dict[str, Any]]:
-        self._last_registry = time.monotonic()
-        workers = self.fleet.workers()
-        for w in workers:
-            self._devices[w["worker_id"]] = (w["kind"], w["device"])
-        return workers
+        self.figures.counters.cluster = self.redactor.scrub(dict(result or {}))
+        self.journal.write("cluster_finished", "clustering finished", data={"result": self.figures.counters.cluster})
 
     # -- state -----------------------------------------------------------
     def _config(self) -> dict[str, Any]:
@@ -545,7 +432,9 @@ class Coordinator:
         )
 
     def _build_status(self) -> dict[str, Any]:
-        p = self.tracker.progress()
+        f = self.figures
+        counters, throughput = f.counters, f.throughput
+        p = f.tracker.progress()
         stage = self.machine.stage
         cpu_jobs = max(1, p.resolved - p.already_done)
         return {
@@ -566,30 +455,30 @@ class Coordinator:
                 "pending": p.pending,
                 "lost": p.lost,
                 "already_done": p.already_done,
-                "skipped": self._skipped(),
-                "scan_errors": len(self.counters.scan_errors),
-                "enqueued_new": self.counters.enqueued_new,
-                "enqueued_existing": self.counters.enqueued_existing,
+                "skipped": f.skipped(),
+                "scan_errors": len(counters.scan_errors),
+                "enqueued_new": counters.enqueued_new,
+                "enqueued_existing": counters.enqueued_existing,
             },
             "progress": round(p.resolved / p.planned, 4) if p.planned else (1.0 if stage.final else 0.0),
-            "eta_s": self.eta.eta_s(p.pending + p.lost) if stage == Stage.EMBEDDING else None,
-            "jobs_per_s": round(self.eta.jobs_per_s(), 3),
-            "rows": self.counters.rows,
-            "model_calls": self.counters.model_calls,
-            "rows_reused": self.counters.rows_reused,
-            "rows_per_s": self.throughput.current_rate() if not stage.final else 0.0,
-            "throughput": {**self.throughput.busy_rates(), "totals": self.throughput.totals()},
-            "job_seconds": self.throughput.histogram(),
-            "failures_by_reason": self.failures.as_dict(),
-            "scan_errors": self.counters.scan_errors[:SCAN_ERRORS_SHOWN],
-            "controls": self._controls or {"paused": False, "drain": False},
+            "eta_s": f.eta.eta_s(p.pending + p.lost) if stage == Stage.EMBEDDING else None,
+            "jobs_per_s": round(f.eta.jobs_per_s(), 3),
+            "rows": counters.rows,
+            "model_calls": counters.model_calls,
+            "rows_reused": counters.rows_reused,
+            "rows_per_s": throughput.current_rate() if not stage.final else 0.0,
+            "throughput": {**throughput.busy_rates(), "totals": throughput.totals()},
+            "job_seconds": throughput.histogram(),
+            "failures_by_reason": f.failures.as_dict(),
+            "scan_errors": counters.scan_errors[:SCAN_ERRORS_SHOWN],
+            "controls": self.watcher.controls or {"paused": False, "drain": False},
             "usage": self.usage.stages,
             "journal": {"path": str(self.journal.path), "head": self.journal.head.to_dict()},
-            "bookkeeping_us_per_job": round(1e6 * self.counters.embed_cpu_s / cpu_jobs, 1),
-            "cluster": self.counters.cluster,
+            "bookkeeping_us_per_job": round(1e6 * counters.embed_cpu_s / cpu_jobs, 1),
+            "cluster": counters.cluster,
             "cluster_available": self._cluster_fn is not None,
-            "error": self.counters.error,
-            "events_from": self._events_from,
+            "error": counters.error,
+            "events_from": self.pump.events_from,
             "resumed": self.resumed is not None,
             "continues": self.closed_runs,
             "manager_pid": os.getpid(),
@@ -604,38 +493,31 @@ class Coordinator:
         self._status = status  # the API shows it even while the disk is full
         self.write_file(self.run_dir / STATE_FILE, status)
 
-    def watch_controls(self) -> None:
-        """Journal pause/drain changes, whoever made them."""
-        now = self.fleet.controls()
-        if self._controls is not None and now != self._controls:
-            self.journal.write(
-                "controls_changed", ", ".join(f"{k}={'on' if v else 'off'}" for k, v in now.items()), data=dict(now)
-            )
-        self._controls = now
-
     # -- the end ---------------------------------------------------------
     def _finish(self) -> RunSummary:
-        p = self.tracker.progress()
+        f = self.figures
+        counters, rates = f.counters, f.throughput.busy_rates()
+        p = f.tracker.progress()
         summary = RunSummary(
             run_id=self.run_id,
             run_dir=str(self.run_dir),
             status=self.machine.stage.value,
             planned=p.planned,
-            enqueued_new=self.counters.enqueued_new,
-            enqueued_existing=self.counters.enqueued_existing,
+            enqueued_new=counters.enqueued_new,
+            enqueued_existing=counters.enqueued_existing,
             done=p.done - p.already_done,
-            skipped=self._skipped(),
+            skipped=f.skipped(),
             failed=self._failures(),
-            scan_errors=list(self.counters.scan_errors),
+            scan_errors=list(counters.scan_errors),
             pending=p.pending + p.lost,
-            rows=self.counters.rows,
-            model_calls=self.counters.model_calls,
-            rows_reused=self.counters.rows_reused,
+            rows=counters.rows,
+            model_calls=counters.model_calls,
+            rows_reused=counters.rows_reused,
             seconds=round(self._elapsed(), 2),
-            error=self.counters.error,
-            cluster=self.counters.cluster,
-            throughput=self.throughput.busy_rates()["classes"],
-            worker_throughput=self.throughput.busy_rates()["workers"],
+            error=counters.error,
+            cluster=counters.cluster,
+            throughput=rates["classes"],
+            worker_throughput=rates["workers"],
             bookkeeping_us_per_job=self._status.get("bookkeeping_us_per_job"),
         )
         level = "info" if summary.exit_code == 0 else "error"
@@ -660,7 +542,7 @@ class Coordinator:
             self.write_file(self.run_dir / "summary.json", self.redactor.scrub(summary.to_dict()))
         except DiskUnavailable as e:
             self._disk_lost(e)
-            summary.error, summary.status = self.counters.error, Stage.ERROR.value
+            summary.error, summary.status = counters.error, Stage.ERROR.value
             try:
                 self.journal.close()
             except DiskUnavailable:
@@ -671,14 +553,9 @@ class Coordinator:
         log.info("%s; summary in %s", summary.render().splitlines()[0], self.run_dir / "summary.json")
         return summary
 
-    def _skipped(self) -> int:
-        """Work not computed: up to date at scan, done before the run, or
-        found up to date by a worker."""
-        p = self.tracker.progress()
-        return self.counters.up_to_date + p.already_done + self.counters.skipped_by_workers
-
     def _failures(self) -> list[dict[str, Any]]:
-        dead = sorted(self.tracker.dead)
+        tracker = self.figures.tracker
+        dead = sorted(tracker.dead)
         reasons: list[Any] = [None] * len(dead)
         if dead:
             try:
@@ -689,40 +566,5 @@ class Coordinator:
         out = []
         for job_id, reason in zip(dead, reasons, strict=True):
             text = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else "unknown (no reason recorded)"
-            out.append({"job_id": job_id, "path": self.tracker.jobs[job_id].path, "reason": text})
+            out.append({"job_id": job_id, "path": tracker.jobs[job_id].path, "reason": text})
         return list(self.redactor.scrub(out))
-
-
-def report_dict(report: Any) -> Any:
-    """A scan report as JSON-able data, whatever shape the scanner gives."""
-    if report is None or isinstance(report, dict | list | str | int | float):
-        return report
-    if hasattr(report, "to_dict"):
-        return report.to_dict()
-    if is_dataclass(report) and not isinstance(report, type):
-        return asdict(report)
-    return str(report)
-
-
-def _seconds(value: Any) -> float | None:
-    """A job's ``seconds`` from an event, None when absent or not a number."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    return None
-
-
-def _count(value: Any) -> int:
-    """A non-negative count from an event field, 0 for anything else."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
-def _event_counters(etype: str, ev: dict[str, Any]) -> dict[str, int]:
-    """The journal line's counter deltas of one worker event."""
-    if etype == "job_done":
-        return {"jobs_done": 1, "rows": _count(ev.get("rows"))}
-    return {
-        "job_skipped": {"jobs_skipped": 1},
-        "job_dead": {"jobs_dead": 1},
-        "job_retry": {"retries": 1},
-        "lease_lost": {"leases_lost": 1},
-    }.get(etype, {})

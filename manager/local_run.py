@@ -236,7 +236,7 @@ def main(a: argparse.Namespace) -> int:
         def cluster(req: ClusterRequest) -> dict[str, Any] | None:
             stopping.set()
             stop_workers(workers)
-            failures = bool(coord.tracker.dead) or bool(coord.counters.scan_errors)
+            failures = bool(coord.figures.tracker.dead) or bool(coord.figures.counters.scan_errors)
             return run_clusterer(data, env, allow_partial=req.partial or failures)
 
         t0 = time.monotonic()

@@ -38,14 +38,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bus.messages import Job
-from manager.journal import JOURNAL_FILE
-from manager.state import STATE_FILE
-
-if TYPE_CHECKING:
-    from manager.coordinator import Coordinator
+from manager.disk import DiskGuard
+from manager.events import EventPump, stream_id_key
+from manager.figures import RunFigures
+from manager.journal import JOURNAL_FILE, Journal
+from manager.redaction import Redactor
+from manager.state import STATE_FILE, write_atomic
 
 log = logging.getLogger("embedfleet.manager")
 
@@ -187,26 +188,17 @@ def journal_records(run_dir: Path) -> Iterator[dict[str, Any]]:
                 yield rec
 
 
-def stream_id_key(entry: str) -> tuple[int, int]:
-    """A Redis stream id as a sortable pair."""
-    ms, _, seq = entry.partition("-")
-    try:
-        return int(ms), int(seq or 0)
-    except ValueError:
-        return 0, 0
+# -- acting on a resumed run -----------------------------------------------------
 
 
-# -- acting on a coordinator ----------------------------------------------------
-
-
-def replay(co: Coordinator, scanned_again: bool) -> None:
-    """Rebuild a resumed run's figures from its journal, and read the events
-    stream from just after the last entry journaled.
+def replay(run_dir: Path, pump: EventPump, figures: RunFigures, scanned_again: bool) -> str | None:
+    """Rebuild a resumed run's figures from its journal; returns the last
+    events stream entry journaled (reading goes on after it).
 
     ``scanned_again``: the dead manager never saved its plan, so the run was
     scanned anew and its scan lines are not replayed (they were written again)."""
     last_entry: str | None = None
-    for rec in journal_records(co.run_dir):
+    for rec in journal_records(run_dir):
         etype = str(rec.get("type") or "")
         data: dict[str, Any] = rec["data"] if isinstance(rec.get("data"), dict) else {}
         counters: dict[str, Any] = rec["counters"] if isinstance(rec.get("counters"), dict) else {}
@@ -214,21 +206,14 @@ def replay(co: Coordinator, scanned_again: bool) -> None:
             if last_entry is None or stream_id_key(data["entry"]) > stream_id_key(last_entry):
                 last_entry = data["entry"]
         if data.get("source") == "worker" or etype == "worker_event_invalid":
-            _replay_event(co, etype, data, rec)
+            _replay_event(pump, etype, data, rec)
         elif etype in ("scan_finished", "scan_error", "enqueued") and not scanned_again:
-            _replay_scan(co, etype, data, counters, rec)
-    resumed = co.resumed or {}
-    co._events_from = last_entry or str(resumed.get("events_from") or co._events_from)
-    co.journal.write(
-        "journal_replayed",
-        f"{co.counters.events} worker events replayed; reading events after stream entry {co._events_from}",
-        data={"events_from": co._events_from, "events": co.counters.events},
-    )
-    note_gap(co)
+            _replay_scan(figures, etype, data, counters, rec)
+    return last_entry
 
 
-def _replay_event(co: Coordinator, etype: str, data: dict[str, Any], rec: dict[str, Any]) -> None:
-    co._eids.first_time(data.get("eid"))
+def _replay_event(pump: EventPump, etype: str, data: dict[str, Any], rec: dict[str, Any]) -> None:
+    pump.first_time(data.get("eid"))
     if etype == "worker_event_invalid":
         return
     ev = {**data, "type": etype, "error": rec.get("error")}
@@ -236,52 +221,26 @@ def _replay_event(co: Coordinator, etype: str, data: dict[str, Any], rec: dict[s
     klass = data.get("class") if isinstance(data.get("class"), str) else None
     ts = rec.get("ts_ms")
     end_s = ts / 1000 if isinstance(ts, int | float) else None
-    co.apply_event(etype, str(data.get("worker") or "?"), job, ev, klass, end_s=end_s)
+    pump.apply(etype, str(data.get("worker") or "?"), job, ev, klass, end_s=end_s)
 
 
 def _replay_scan(
-    co: Coordinator, etype: str, data: dict[str, Any], counters: dict[str, Any], rec: dict[str, Any]
+    figures: RunFigures, etype: str, data: dict[str, Any], counters: dict[str, Any], rec: dict[str, Any]
 ) -> None:
     if etype == "scan_finished":
-        co.counters.up_to_date = int(counters.get("up_to_date") or 0)
+        figures.counters.up_to_date = int(counters.get("up_to_date") or 0)
     elif etype == "enqueued":
-        co.counters.enqueued_new = int(counters.get("new") or 0)
-        co.counters.enqueued_existing = int(counters.get("existing") or 0)
+        figures.counters.enqueued_new = int(counters.get("new") or 0)
+        figures.counters.enqueued_existing = int(counters.get("existing") or 0)
     elif etype == "scan_error":
         problem = str(rec.get("error") or "")
-        co.counters.scan_errors.append(
+        figures.counters.scan_errors.append(
             {"job_id": None, "path": data.get("path"), "reason": problem, "stage": "scanning"}
         )
-        co.failures.add("scan", problem)
+        figures.failures.add("scan", problem)
 
 
-def note_gap(co: Coordinator) -> None:
-    """Journal a warning when the events stream no longer holds every entry
-    after the last one journaled (trimmed while no manager read it)."""
-    from bus.redis_transport import translated
-
-    key = co.transport.keys.events
-    try:
-        with translated():
-            info: Any = co.client.xinfo_stream(key)
-    except Exception:  # no stream yet (no event ever), or Redis away: nothing to compare
-        return
-    gone = info.get("max-deleted-entry-id")  # Redis 7+; 6.2 cannot tell
-    if gone is not None and stream_id_key(_text(gone)) > stream_id_key(co._events_from):
-        co.journal.write(
-            "events_missed",
-            f"the events stream was trimmed past the last journaled entry {co._events_from} "
-            f"(up to {_text(gone)}): events in between are not in the journal",
-            level="warning",
-            data={"events_from": co._events_from, "trimmed_to": _text(gone)},
-        )
-
-
-def _text(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
-def close_dead_run(co: Coordinator, run_dir: Path) -> None:
+def close_dead_run(run_dir: Path, taken_over_by: str, redactor: Redactor, disk: DiskGuard) -> None:
     """Close an unfinished run of the same settings whose manager died: its
     journal and state end ``interrupted``, naming the run that took over."""
     lock = RunLock(run_dir)
@@ -289,18 +248,15 @@ def close_dead_run(co: Coordinator, run_dir: Path) -> None:
     if state is None or state.get("final", True) or not lock.acquire():
         return
     try:
-        from manager.journal import Journal
-        from manager.state import write_atomic
-
-        journal = Journal(run_dir / JOURNAL_FILE, str(state.get("run_id")), co.redactor, guard=co.disk)
+        journal = Journal(run_dir / JOURNAL_FILE, str(state.get("run_id")), redactor, guard=disk)
         journal.stage = "interrupted"
-        reason = f"its manager stopped at stage {state.get('stage')}; run {co.run_id} took over"
+        reason = f"its manager stopped at stage {state.get('stage')}; run {taken_over_by} took over"
         journal.write(
             "run_finished",
             f"run {state.get('run_id')}: closed, {reason}",
             level="warning",
             error=reason,
-            data={"continued_by": co.run_id, "stage": state.get("stage")},
+            data={"continued_by": taken_over_by, "stage": state.get("stage")},
             sync=True,
         )
         journal.close()
@@ -311,10 +267,10 @@ def close_dead_run(co: Coordinator, run_dir: Path) -> None:
             ended_ms=now,
             updated_ms=now,
             error=reason,
-            continued_by=co.run_id,
+            continued_by=taken_over_by,
             journal={"path": str(journal.path), "head": journal.head.to_dict()},
         )
-        co.disk.call(lambda: write_atomic(run_dir / STATE_FILE, state), str(run_dir / STATE_FILE))
+        disk.call(lambda: write_atomic(run_dir / STATE_FILE, state), str(run_dir / STATE_FILE))
         log.warning("closed run %s (%s)", state.get("run_id"), reason)
     finally:
         lock.release()

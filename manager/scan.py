@@ -18,8 +18,8 @@ Footer cache: the facts read from footers are kept in
 valid while the file's size, mtime and inode are unchanged, so a re-scan of a
 large tree reads directory entries only. Deleting the file is always safe.
 
-``manager.pyscan`` is the same scan in plain Python: the benchmark's
-baseline and the tests' oracle.
+``tests/support/pyscan.py`` is the same scan in plain Python: the
+benchmark's baseline and the tests' oracle.
 """
 
 from __future__ import annotations
@@ -33,10 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from bus.constants import DEFAULT_ROWS_PER_PART, OUTPUT_DIR
+from bus.enqueue import enqueue_pipelined
 from bus.errors import BusUnavailable, UnsafePath
 from bus.messages import Job, check_relative
 from bus.settings import RedisSettings
 from manager import _core
+from manager.reconcile import reconcile as reconcile_lost
 from manager.routing import Routes
 
 log = logging.getLogger("embedfleet.scan")
@@ -202,6 +204,12 @@ def _make_job(
     )
 
 
+def _counts(s: _core.SubredditScan) -> SubredditCounts:
+    return SubredditCounts(
+        s.name, s.files, s.up_to_date, s.missing, s.modified, s.split_parts, s.jobs, s.orphans, s.errors
+    )
+
+
 def to_plan(
     raw: Any,
     input_root: Path,
@@ -212,20 +220,21 @@ def to_plan(
     id_column: str | None = None,
     routes: Routes | None = None,
 ) -> Plan:
-    """A ``Plan`` from a scanner's raw result (``_core.scan`` or ``pyscan.scan``)."""
+    """A ``Plan`` from a scanner's raw result (``_core.scan``, or the test
+    oracle ``tests/support/pyscan.py``)."""
     routes = routes or Routes()
-    names = [s[0] for s in raw["subreddits"]]
+    names = [s.name for s in raw["subreddits"]]
     if routes.sizes:
-        lanes = [routes.lane(names[j[0]], j[6]) for j in raw["jobs"]]
+        lanes = [routes.lane(names[j.rank], j.bytes) for j in raw["jobs"]]
     else:
         by_rank = [routes.lane(n, 0) for n in names]
-        lanes = [by_rank[j[0]] for j in raw["jobs"]]
+        lanes = [by_rank[j.rank] for j in raw["jobs"]]
     jobs = [
-        _make_job(path, out, fp, model, rows, column, id_column, lane, job_id)
-        for (_, job_id, path, out, fp, rows, _), lane in zip(raw["jobs"], lanes, strict=True)
+        _make_job(j.path, j.out, j.fingerprint, model, j.rows, column, id_column, lane, j.id)
+        for j, lane in zip(raw["jobs"], lanes, strict=True)
     ]
     report = ScanReport(
-        subreddits={s[0]: SubredditCounts(*s) for s in raw["subreddits"]},
+        subreddits={s.name: _counts(s) for s in raw["subreddits"]},
         errors=[ScanIssue(p, problem) for p, problem in raw["issues"]],
         orphans=list(raw["orphans"]),
         stats=dict(raw["stats"]),
@@ -280,10 +289,7 @@ def enqueue(settings: RedisSettings, jobs: Iterable[Job], *, redo: bool = False)
     if not jobs:
         return EnqueueResult(0, 0)
     if settings.ssl:  # The Rust client is built without TLS: redis-py does it.
-        from manager import pyscan
-
-        new, existing = pyscan.enqueue(settings, jobs, redo=redo)
-        return EnqueueResult(new, existing)
+        return EnqueueResult(*enqueue_pipelined(settings, jobs, redo=redo))
     try:
         new, existing = _core.enqueue(
             jobs,
@@ -306,9 +312,7 @@ def reconcile(settings: RedisSettings, jobs: Iterable[Job]) -> int:
     lost, and put back those still marked queued that are in neither their
     stream nor their delayed set. Returns how many were re-added; a job still
     present is never added twice (see ``manager.reconcile``)."""
-    from manager.reconcile import reconcile as run
-
-    return run(settings, list(jobs), enqueue)
+    return reconcile_lost(settings, list(jobs), enqueue)
 
 
 def delete_orphans(plan: Plan) -> int:

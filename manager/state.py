@@ -49,6 +49,10 @@ _FORWARD: dict[Stage, tuple[Stage, ...]] = {
 }
 
 
+class Interrupted(Exception):
+    """The run was asked to stop: it ends ``interrupted``."""
+
+
 class IllegalTransition(RuntimeError):
     """A stage change the state machine does not allow (a programming error)."""
 

@@ -1,4 +1,6 @@
-"""Shared fixtures: a real redis-server for every bus test.
+"""Shared fixtures: a real redis-server for every bus test, one that wants a
+password, and the release Rust worker binary. Helpers live in
+``tests/support/``; test modules never import from here.
 
 ``EMBEDFLEET_TEST_REDIS_URL`` points at a server started by ``.ci/run``; with
 none set, a private redis-server is started for the session on a free port.
@@ -8,11 +10,7 @@ Each test gets a flushed database.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,49 +24,9 @@ import redis  # noqa: E402
 
 from bus.redis_transport import RedisTransport  # noqa: E402
 from bus.settings import RedisSettings  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_redis(workdir: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
-    """Start a private redis-server on 127.0.0.1:port and wait until it answers."""
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.fail("redis-server is not installed: run `make setup` (Debian package redis-server)")
-    workdir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        [
-            exe,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(workdir),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--protected-mode",
-            "no",
-            *extra,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
-    for _ in range(200):
-        try:
-            client.ping()
-            return proc
-        except redis.exceptions.ConnectionError:
-            time.sleep(0.025)
-    proc.kill()
-    pytest.fail(f"redis-server did not start on port {port}")
+from tests.support.procs import free_port  # noqa: E402
+from tests.support.redis_server import REDIS_PASSWORD, start_redis  # noqa: E402
+from tests.support.rust_worker import require_worker  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -101,3 +59,18 @@ def settings(redis_url: str) -> RedisSettings:
 @pytest.fixture
 def transport(redis_client: redis.Redis) -> RedisTransport:
     return RedisTransport(redis_client, namespace="eftest")
+
+
+@pytest.fixture
+def password_redis(tmp_path: Path) -> Iterator[int]:
+    """The port of a redis-server that wants ``REDIS_PASSWORD``."""
+    proc = start_redis(tmp_path / "redis-pw", port := free_port(), password=REDIS_PASSWORD)
+    yield port
+    proc.kill()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def worker_bin() -> Path:
+    """The release Rust worker and its ONNX export, or a failure saying how to make them."""
+    return require_worker()

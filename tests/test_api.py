@@ -15,37 +15,19 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
-from bus.messages import Job
 from bus.redis_transport import RedisTransport
 from bus.settings import RedisSettings
-from bus.transport import WorkerRecord
 from manager.api import ApiServer, create_app
 from manager.auth import InsecureBind, token_matches
 from manager.coordinator import Coordinator, CoordinatorOptions
 from manager.fleet import FleetView
 from manager.hub import FileRunProbe, StatusHub
 from manager.state import write_atomic
-from tests.conftest import free_port
-from tests.manager_fakes import make_jobs
+from tests.support.api import TOKEN, populate
+from tests.support.fakes import make_jobs
+from tests.support.procs import free_port
 
-TOKEN = "tok-3f9a2c1e8b7d4a6f"
 ACT = {"X-Embedfleet-Action": "1"}
-
-
-def populate(transport: RedisTransport) -> Job:
-    """One healthy worker, one job done, one dead-lettered with a reason."""
-    good, bad = make_jobs(2)
-    transport.ensure_lanes(["default"])
-    transport.heartbeat(WorkerRecord("w-1", "hostA", 42, "rust", "cpu", "0.1.0", ["default"], rows_per_s=12.5))
-    for job in (good, bad):
-        transport.enqueue(job)
-    d = transport.claim("w-1", ["default"], 0)
-    assert d is not None and d.job.id == good.id
-    transport.complete("w-1", d, 10)
-    d = transport.claim("w-1", ["default"], 0)
-    assert d is not None
-    transport.dead_letter("w-1", d, f"{bad.path}: missing column 'text'", "w-1")
-    return bad
 
 
 @pytest.fixture

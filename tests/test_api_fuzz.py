@@ -24,7 +24,7 @@ from manager.coordinator import Coordinator, CoordinatorOptions
 from manager.fleet import FleetView
 from manager.hub import StatusHub
 from manager.openapi import document
-from tests.test_api import TOKEN, populate
+from tests.support.api import TOKEN, populate
 
 FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 

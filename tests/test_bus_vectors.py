@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,13 +14,8 @@ from bus.keys import Keys
 from bus.messages import Job, check_relative
 from bus.redis_transport import RedisTransport
 from bus.transport import Delivery
+from tests.support.vectors import load
 from tests.vectors.generate import hostile_raw
-
-VECTORS = Path(__file__).parent / "vectors"
-
-
-def load(name: str) -> Any:
-    return json.loads((VECTORS / name).read_text(encoding="utf-8"))
 
 
 @pytest.mark.parametrize("case", load("jobs.json"), ids=lambda c: c["id"][:8])

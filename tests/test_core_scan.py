@@ -14,8 +14,7 @@ from bus.keys import Keys
 from bus.messages import Job
 from bus.settings import RedisSettings
 from manager import _core
-from tests.test_enqueue import stream_jobs
-from tests.test_scan import MODEL, Tree
+from tests.support.scan_tree import MODEL, Tree, stream_jobs
 
 VECTORS = Path(__file__).parent / "vectors"
 
@@ -67,11 +66,14 @@ def test_scan_returns_the_documented_shape(tmp_path: Path) -> None:
     tree = small_tree(tmp_path)
     raw = _core.scan(str(tree.input), str(tree.output), MODEL, rows_per_part=100)
     assert set(raw) == {"jobs", "subreddits", "orphans", "temps", "issues", "stats", "cancelled"}
-    rank, job_id, path, out, fp, rows, nbytes = raw["jobs"][0]
-    assert (rank, path, rows) == (0, "chains/2024-01/sub0/f0.parquet", None)
-    assert job_id == _core.job_id(path, rows, fp, MODEL) and out == "embeddings/2024-01/sub0/f0.parquet"
-    assert nbytes == (tree.input / path).stat().st_size
-    assert raw["subreddits"][1] == ("sub1", 4, 0, 4, 0, 0, 4, 0, 0)
+    job = raw["jobs"][0]
+    assert (job.rank, job.path, job.rows) == (0, "chains/2024-01/sub0/f0.parquet", None)
+    assert job.id == _core.job_id(job.path, job.rows, job.fingerprint, MODEL)
+    assert job.out == "embeddings/2024-01/sub0/f0.parquet"
+    assert job.bytes == (tree.input / job.path).stat().st_size
+    sub1 = raw["subreddits"][1]
+    assert (sub1.name, sub1.files, sub1.missing, sub1.jobs, sub1.up_to_date, sub1.errors) == ("sub1", 4, 4, 4, 0, 0)
+    assert sub1 == _core.SubredditScan("sub1", 4, 0, 4, 0, 0, 4, 0, 0)
     assert raw["stats"]["dirs"] == 3 and raw["stats"]["files"] == 12 and raw["cancelled"] is False
 
 

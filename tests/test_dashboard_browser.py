@@ -19,7 +19,7 @@ import redis
 
 from bus.settings import RedisSettings
 from manager.coordinator import Coordinator, CoordinatorOptions
-from tests.manager_fakes import FakeWorker, make_jobs
+from tests.support.fakes import FakeWorker, make_jobs
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

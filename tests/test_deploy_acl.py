@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 
-from tests.conftest import free_port
+from tests.support.procs import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 MAKE_ACL = ROOT / "deploy" / "redis" / "make-acl.sh"

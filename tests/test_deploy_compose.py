@@ -29,7 +29,8 @@ import pytest
 import yaml
 
 from bus.messages import output_path
-from tests.conftest import free_port
+from tests.support.procs import free_port
+from tests.support.rust_worker import rust_worker_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "deploy" / "docker-compose.yml"
@@ -190,8 +191,6 @@ def test_service_commands_are_accepted_by_the_programs(secrets_dir: Path) -> Non
     worker_cmd = services["worker-python"]["command"]
     assert worker_cmd[:3] == ["python", "-m", "workers.mps"]
     assert parser().parse_args(worker_cmd[3:]).device == "cpu"
-    from tests.test_deploy_services import rust_worker_binary
-
     helptext = subprocess.run(
         [str(rust_worker_binary()), "--help"], capture_output=True, text=True, timeout=30, check=True
     ).stdout

@@ -8,7 +8,6 @@ with the worker's job-timeout watchdog.
 
 from __future__ import annotations
 
-import os
 import plistlib
 import re
 import shlex
@@ -19,6 +18,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.rust_worker import rust_worker_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEMD = ROOT / "deploy" / "systemd"
@@ -232,13 +233,6 @@ def test_manager_unit_arguments_are_accepted_by_the_manager() -> None:
     unit = parse_unit(SYSTEMD / "embedfleet-manager.service")
     # --keep-serving waits for SIGINT once the run is over.
     assert one(unit, "Service", "KillSignal") == "SIGINT"
-
-
-def rust_worker_binary() -> Path:
-    target = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache" / "embedfleet" / "target"))
-    binary = target / "release" / "embedfleet-worker"
-    assert binary.is_file(), f"{binary} is not built: run `make worker-rust`"
-    return binary
 
 
 def test_rust_worker_unit_flags_are_flags_of_the_binary() -> None:

@@ -6,31 +6,19 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
 
 from bus import constants as c
+from bus.enqueue import enqueue_pipelined
 from bus.errors import BusUnavailable
 from bus.keys import Keys
 from bus.messages import Job
 from bus.settings import RedisSettings
-from manager import _core, pyscan, scan
-from tests.conftest import free_port
-from tests.test_scan import MODEL, Tree
-
-
-def make_jobs(n: int, lane: str = "default", prefix: str = "p") -> list[Job]:
-    return [
-        Job.create(f"chains/2024-01/sub{i % 7}/{prefix}-{i:05d}.parquet", f"{1000 + i}-17", MODEL, lane=lane)
-        for i in range(n)
-    ]
-
-
-def stream_jobs(client: redis.Redis, keys: Keys, lane: str = "default") -> list[str]:
-    entries: Any = client.xrange(keys.queue(lane))
-    return [f[b"job"].decode() for _, f in entries]
+from manager import _core, scan
+from tests.support.procs import free_port
+from tests.support.scan_tree import MODEL, Tree, stream_jobs, tree_jobs
 
 
 def test_a_plan_is_enqueued_once_and_a_rerun_enqueues_nothing(
@@ -52,7 +40,7 @@ def test_a_plan_is_enqueued_once_and_a_rerun_enqueues_nothing(
 
 def test_the_wire_form_is_exactly_the_python_one(settings: RedisSettings, redis_client: redis.Redis) -> None:
     jobs = [
-        *make_jobs(3),
+        *tree_jobs(3),
         Job.create("chains/s/ünï/é 😀.parquet", "9-9", MODEL, (0, 10), column="body", id_column="id", lane="gpu"),
     ]
     scan.enqueue(settings, jobs)
@@ -65,7 +53,7 @@ def test_the_wire_form_is_exactly_the_python_one(settings: RedisSettings, redis_
 def test_enqueue_creates_the_consumer_group_of_every_lane_used(
     settings: RedisSettings, redis_client: redis.Redis
 ) -> None:
-    scan.enqueue(settings, make_jobs(3, lane="gpu") + make_jobs(2, lane="cpu", prefix="q"))
+    scan.enqueue(settings, tree_jobs(3, lane="gpu") + tree_jobs(2, lane="cpu", prefix="q"))
     keys = Keys(settings.namespace)
     for lane, n in (("gpu", 3), ("cpu", 2)):
         groups = redis_client.xinfo_groups(keys.queue(lane))
@@ -73,11 +61,11 @@ def test_enqueue_creates_the_consumer_group_of_every_lane_used(
         assert redis_client.xlen(keys.queue(lane)) == n
     assert redis_client.smembers(keys.lanes) == {b"gpu", b"cpu"}
     # Groups that already exist are fine (BUSYGROUP is not an error).
-    assert scan.enqueue(settings, make_jobs(3, lane="gpu")).existing == 3
+    assert scan.enqueue(settings, tree_jobs(3, lane="gpu")).existing == 3
 
 
 def test_done_jobs_come_back_only_with_redo(settings: RedisSettings, redis_client: redis.Redis) -> None:
-    jobs = make_jobs(4)
+    jobs = tree_jobs(4)
     keys = Keys(settings.namespace)
     redis_client.hset(keys.state, mapping={jobs[0].id: c.STATE_DONE, jobs[1].id: c.STATE_DEAD})
     assert scan.enqueue(settings, jobs) == scan.EnqueueResult(new=2, existing=2)
@@ -87,7 +75,7 @@ def test_done_jobs_come_back_only_with_redo(settings: RedisSettings, redis_clien
 
 
 def test_two_managers_enqueuing_at_once_add_each_job_once(settings: RedisSettings, redis_client: redis.Redis) -> None:
-    jobs = make_jobs(3000)
+    jobs = tree_jobs(3000)
     results: list[scan.EnqueueResult] = []
     start = threading.Barrier(3)
 
@@ -108,7 +96,7 @@ def test_two_managers_enqueuing_at_once_add_each_job_once(settings: RedisSetting
 
 
 def test_a_script_cache_flush_mid_enqueue_loses_nothing(settings: RedisSettings, redis_client: redis.Redis) -> None:
-    jobs = make_jobs(6000)
+    jobs = tree_jobs(6000)
     stop = threading.Event()
 
     def flusher() -> None:
@@ -130,10 +118,10 @@ def test_a_script_cache_flush_mid_enqueue_loses_nothing(settings: RedisSettings,
 
 
 def test_the_python_reference_enqueue_agrees(settings: RedisSettings, redis_client: redis.Redis) -> None:
-    jobs = make_jobs(50)
-    assert pyscan.enqueue(settings, jobs[:20]) == (20, 0)
+    jobs = tree_jobs(50)
+    assert enqueue_pipelined(settings, jobs[:20]) == (20, 0)
     assert scan.enqueue(settings, jobs) == scan.EnqueueResult(new=30, existing=20)
-    assert pyscan.enqueue(settings, jobs) == (0, 50)
+    assert enqueue_pipelined(settings, jobs) == (0, 50)
 
 
 def test_nothing_to_enqueue_needs_no_redis() -> None:
@@ -145,7 +133,7 @@ def test_redis_away_is_bus_unavailable_and_the_password_is_not_shown() -> None:
     secret = "s3cr3t-pw-123"
     dead = RedisSettings.from_url(f"redis://:{secret}@127.0.0.1:{free_port()}/0")
     with pytest.raises(BusUnavailable) as e:
-        scan.enqueue(dead, make_jobs(1))
+        scan.enqueue(dead, tree_jobs(1))
     assert secret not in str(e.value) and "Redis unavailable" in str(e.value)
 
 
@@ -155,5 +143,5 @@ def test_a_wrong_password_is_an_error_that_does_not_show_it(settings: RedisSetti
         host=settings.host, port=settings.port, db=settings.db, password=secret, namespace=settings.namespace
     )
     with pytest.raises(Exception) as e:
-        scan.enqueue(wrong, make_jobs(1))
+        scan.enqueue(wrong, tree_jobs(1))
     assert secret not in str(e.value)

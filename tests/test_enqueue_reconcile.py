@@ -19,7 +19,7 @@ from bus.redis_transport import RedisTransport
 from bus.settings import RedisSettings
 from manager import reconcile as rec
 from manager import scan
-from tests.test_enqueue import make_jobs, stream_jobs
+from tests.support.scan_tree import stream_jobs, tree_jobs
 
 
 def entry_ids(client: redis.Redis, keys: Keys, lane: str = "default") -> dict[str, bytes]:
@@ -40,7 +40,7 @@ def keys(settings: RedisSettings) -> Keys:
 def test_lost_messages_of_queued_jobs_come_back_once(
     settings: RedisSettings, redis_client: redis.Redis, keys: Keys
 ) -> None:
-    jobs = make_jobs(20)
+    jobs = tree_jobs(20)
     scan.enqueue(settings, jobs)
     eids = entry_ids(redis_client, keys)
     lost = [j.id for j in jobs[5:9]]
@@ -54,7 +54,7 @@ def test_lost_messages_of_queued_jobs_come_back_once(
 def test_jobs_whose_state_was_lost_are_enqueued_again(
     settings: RedisSettings, redis_client: redis.Redis, keys: Keys
 ) -> None:
-    jobs = make_jobs(10)
+    jobs = tree_jobs(10)
     scan.enqueue(settings, jobs[:6])
     # The crash lost the enqueue of the last four entirely, and one state entry.
     redis_client.hdel(keys.state, jobs[0].id)
@@ -67,7 +67,7 @@ def test_jobs_whose_state_was_lost_are_enqueued_again(
 def test_pending_delayed_done_and_dead_jobs_are_left_alone(
     settings: RedisSettings, redis_client: redis.Redis, keys: Keys
 ) -> None:
-    jobs = make_jobs(6)
+    jobs = tree_jobs(6)
     scan.enqueue(settings, jobs)
     t = RedisTransport(redis_client, namespace=settings.namespace)
     # One job pending with a worker, one acknowledged and waiting for a retry.
@@ -88,7 +88,7 @@ def test_pending_delayed_done_and_dead_jobs_are_left_alone(
 def test_an_acknowledged_entry_of_a_queued_job_does_not_count_as_present(
     settings: RedisSettings, redis_client: redis.Redis, keys: Keys
 ) -> None:
-    jobs = make_jobs(2)
+    jobs = tree_jobs(2)
     scan.enqueue(settings, jobs)
     t = RedisTransport(redis_client, namespace=settings.namespace)
     d = t.claim("w1", ["default"], 0)
@@ -100,7 +100,7 @@ def test_an_acknowledged_entry_of_a_queued_job_does_not_count_as_present(
 
 
 def test_a_lane_the_jobs_moved_from_still_counts(settings: RedisSettings, redis_client: redis.Redis) -> None:
-    jobs = make_jobs(3, lane="gpu")
+    jobs = tree_jobs(3, lane="gpu")
     scan.enqueue(settings, jobs)
     rerouted = [Job.create(j.path, j.fingerprint, j.model, j.rows, lane="default") for j in jobs]
     assert scan.reconcile(settings, rerouted) == 0
@@ -109,7 +109,7 @@ def test_a_lane_the_jobs_moved_from_still_counts(settings: RedisSettings, redis_
 def test_two_reconciles_at_once_re_add_each_job_once(
     settings: RedisSettings, redis_client: redis.Redis, keys: Keys
 ) -> None:
-    jobs = make_jobs(400)
+    jobs = tree_jobs(400)
     scan.enqueue(settings, jobs)
     eids = entry_ids(redis_client, keys)
     redis_client.xdel(keys.queue("default"), *[eids[j.id] for j in jobs[::2]])
@@ -135,4 +135,4 @@ def test_a_held_lock_makes_reconcile_wait_then_give_up(
     monkeypatch.setattr(rec, "LOCK_WAIT_S", 0.3)
     redis_client.set(f"{settings.namespace}:{rec.LOCK_SUFFIX}", "someone-else", px=10_000)
     with pytest.raises(TransientError, match="another manager is reconciling"):
-        scan.reconcile(settings, make_jobs(1))
+        scan.reconcile(settings, tree_jobs(1))

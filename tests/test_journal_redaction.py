@@ -18,8 +18,9 @@ from bus.settings import RedisSettings
 from manager.__main__ import main as manager_main
 from manager.cli import redact_logs
 from manager.coordinator import Coordinator, CoordinatorOptions
-from tests.conftest import free_port, start_redis
-from tests.manager_fakes import FakeWorker, make_jobs
+from tests.support.fakes import FakeWorker, make_jobs
+from tests.support.procs import free_port
+from tests.support.redis_server import start_redis
 
 
 class Planted:

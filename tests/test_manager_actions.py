@@ -13,7 +13,8 @@ from bus.redis_transport import RedisTransport
 from bus.settings import RedisSettings
 from manager import actions
 from manager.__main__ import main as manager_main
-from tests.manager_fakes import FakeWorker, make_jobs
+from tests.support.fakes import FakeWorker, make_jobs
+from tests.support.procs import free_port
 
 
 def kill_jobs(transport: RedisTransport, jobs: list[Job], reason: str = "bad input") -> None:
@@ -109,8 +110,6 @@ def test_commands_need_a_redis_url(monkeypatch: pytest.MonkeyPatch, capsys: pyte
 
 
 def test_unreachable_redis_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
-    from tests.conftest import free_port
-
     port = free_port()
     rc = manager_main(["pause", "--redis-url", f"redis://127.0.0.1:{port}/0"])
     err = capsys.readouterr().err

@@ -20,8 +20,8 @@ from bus.settings import RedisSettings
 from manager.__main__ import main as manager_main
 from manager.journal import verify_run
 from manager.state import latest_run_dir, read_state
-from tests.conftest import free_port
-from tests.manager_fakes import FakeWorker
+from tests.support.fakes import FakeWorker
+from tests.support.procs import free_port
 
 MODEL = "all-MiniLM-L6-v2@0123456789abcdef"
 

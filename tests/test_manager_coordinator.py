@@ -21,8 +21,9 @@ from manager.coordinator import ClusterRequest, Coordinator, CoordinatorOptions
 from manager.journal import verify_run
 from manager.state import read_state
 from manager.summary import EXIT_DEAD_LETTERS, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
-from tests.conftest import free_port, start_redis
-from tests.manager_fakes import FakeWorker, make_jobs
+from tests.support.fakes import FakeWorker, make_jobs
+from tests.support.procs import free_port
+from tests.support.redis_server import start_redis
 
 FAST = CoordinatorOptions(poll_s=0.05, refresh_s=0.2, trim_every_s=0.2, state_every_s=0.2, registry_every_s=0.5)
 
@@ -135,7 +136,7 @@ def test_acknowledged_entries_are_trimmed(
     fleet.append(FakeWorker(settings, "w", job_s=0.0).start())
     co = coordinator(settings, tmp_path)
     co.run(jobs=make_jobs(40))
-    assert co.counters.trimmed > 0  # trimmed during the run
+    assert co.figures.counters.trimmed > 0  # trimmed during the run
     co.transport.trim("default")  # the last periodic trim may have raced the last acknowledgement
     assert redis_client.xlen("eftest:q:default") <= 1  # MINID keeps the last delivered entry
 
@@ -311,12 +312,12 @@ def test_a_resent_event_is_journaled_and_counted_once(settings: RedisSettings, t
     [job] = make_jobs(1)
     event = {"v": 1, "type": "job_done", "worker": "w", "kind": "python", "ts_ms": 1, "job": job.id,
              "path": job.path, "rows": 7, "eid": "0123456789ab-1"}  # fmt: skip
-    co.on_event("1-0", json.dumps(event).encode())
-    co.on_event("1-1", json.dumps(event).encode())
-    co.on_event("1-2", json.dumps({**event, "eid": "0123456789ab-2"}).encode())
+    co.pump.on_event("1-0", json.dumps(event).encode())
+    co.pump.on_event("1-1", json.dumps(event).encode())
+    co.pump.on_event("1-2", json.dumps({**event, "eid": "0123456789ab-2"}).encode())
     done = [r for r in journal(co) if r["type"] == "job_done"]
     assert [r["data"]["entry"] for r in done] == ["1-0", "1-2"]
-    assert co.counters.rows == 14 and co.counters.resent_events == 1
+    assert co.figures.counters.rows == 14 and co.figures.counters.resent_events == 1
 
 
 def test_every_published_event_gets_its_own_eid(settings: RedisSettings, redis_client: redis.Redis) -> None:
@@ -342,8 +343,8 @@ def test_model_calls_and_reused_rows_reach_the_status_the_summary_and_metrics(
         event = {"v": 1, "type": "job_done", "worker": "w", "kind": "rust", "ts_ms": 1, "job": job.id,
                  "path": job.path, "rows": 50, "eid": f"0123456789ab-{i}",
                  "counts": {"model_calls": calls, "rows_reused": reused, "rows_embedded": 50}}  # fmt: skip
-        co.on_event(f"1-{i}", json.dumps(event).encode())
-    co.on_event("2-0", json.dumps({"v": 1, "type": "job_done", "worker": "w", "eid": "x-1",
+        co.pump.on_event(f"1-{i}", json.dumps(event).encode())
+    co.pump.on_event("2-0", json.dumps({"v": 1, "type": "job_done", "worker": "w", "eid": "x-1",
                                    "counts": {"model_calls": "lots", "rows_reused": -5}}).encode())  # fmt: skip
     status = co._build_status()
     assert (status["model_calls"], status["rows_reused"]) == (47, 28)

@@ -21,7 +21,7 @@ from bus.redis_transport import RedisTransport, connect
 from bus.settings import RedisSettings
 from bus.transport import WorkerRecord
 from manager.coordinator import Coordinator, CoordinatorOptions
-from tests.manager_fakes import FakeWorker
+from tests.support.fakes import FakeWorker
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

@@ -29,7 +29,7 @@ from manager.disk import DiskGuard, DiskUnavailable
 from manager.journal import Journal, verify_run
 from manager.redaction import Redactor
 from manager.summary import EXIT_ERROR, EXIT_OK
-from tests.manager_fakes import FakeWorker, make_jobs
+from tests.support.fakes import FakeWorker, make_jobs
 
 FAST = CoordinatorOptions(poll_s=0.05, refresh_s=0.2, trim_every_s=0.2, state_every_s=0.2, registry_every_s=0.5)
 
@@ -158,7 +158,7 @@ def test_a_run_waits_out_a_full_disk_and_journals_every_event_once(
     runner.start()
     fleet.append(FakeWorker(settings, "w1", job_s=0.05).start())
     deadline = threading.Event()
-    while len(co.events_seen) < 5 and not deadline.wait(0.02):
+    while len(co.pump.events_seen) < 5 and not deadline.wait(0.02):
         pass
     disk.full.set()  # the workers go on; their events wait in Redis
     deadline.wait(1.5)

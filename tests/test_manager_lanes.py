@@ -13,7 +13,7 @@ from bus.redis_transport import RedisTransport, connect
 from bus.settings import RedisSettings
 from manager.embedded import EmbeddedRedis, redis_binary
 from manager.fleet import FleetView
-from tests.manager_fakes import make_jobs
+from tests.support.fakes import make_jobs
 
 
 @pytest.fixture

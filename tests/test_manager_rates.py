@@ -22,7 +22,7 @@ from manager.fleet import FleetView
 from manager.hub import FileRunProbe, StatusHub
 from manager.metrics import render
 from manager.throughput import Throughput
-from tests.manager_fakes import FakeWorker, make_jobs
+from tests.support.fakes import FakeWorker, make_jobs
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = CoordinatorOptions(poll_s=0.05, refresh_s=0.2, trim_every_s=0.2, state_every_s=0.2, registry_every_s=0.5)

@@ -29,8 +29,8 @@ from manager.journal import Journal, verify_run
 from manager.redaction import Redactor
 from manager.resume import PLAN_FILE
 from manager.state import read_state, write_atomic
-from tests.conftest import ROOT
-from tests.manager_fakes import FakeWorker, make_jobs
+from tests.support import ROOT
+from tests.support.fakes import FakeWorker, make_jobs
 
 MODEL = "all-MiniLM-L6-v2@0123456789abcdef"
 FAST = CoordinatorOptions(poll_s=0.05, refresh_s=0.2, trim_every_s=0.2, state_every_s=0.2, registry_every_s=0.5)

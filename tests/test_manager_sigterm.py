@@ -20,8 +20,9 @@ import pytest
 import redis
 
 from bus.settings import RedisSettings
-from tests.conftest import ROOT, free_port
-from tests.manager_fakes import FakeWorker
+from tests.support import ROOT
+from tests.support.fakes import FakeWorker
+from tests.support.procs import free_port
 
 MODEL = "all-MiniLM-L6-v2@0123456789abcdef"
 

@@ -7,22 +7,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from bus.errors import BusUnavailable
 from bus.settings import RedisSettings
 from manager import startup
-from tests.conftest import free_port
+from tests.support import ROOT
+from tests.support.procs import free_port
+from tests.support.redis_server import REDIS_PASSWORD
 
-ROOT = Path(__file__).resolve().parent.parent
-SECRET = "pw-5e1f0c9a77"
+SECRET = REDIS_PASSWORD
 
 
 def manager(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -49,31 +45,6 @@ def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
 def data(tmp_path: Path) -> Path:
     (tmp_path / "data" / "chains").mkdir(parents=True)
     return tmp_path / "data"
-
-
-@pytest.fixture
-def password_redis(tmp_path: Path) -> Iterator[int]:
-    """A redis-server that wants a password (``start_redis`` pings without one)."""
-    port = free_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path), "--requirepass", SECRET],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    client = redis.Redis(port=port, password=SECRET, retry=Retry(NoBackoff(), 0))
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.exceptions.ConnectionError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("redis-server with a password did not start")
-            time.sleep(0.05)
-    yield port
-    proc.kill()
-    proc.wait(10)
 
 
 def test_redis_down_retries_with_backoff_then_exits_75_naming_it_without_the_password(data: Path) -> None:

@@ -13,7 +13,7 @@ from bus.settings import RedisSettings
 from manager import status_view
 from manager.__main__ import main as manager_main
 from manager.state import write_atomic
-from tests.test_api import populate
+from tests.support.api import populate
 
 
 def state(tmp_path: Path) -> Path:

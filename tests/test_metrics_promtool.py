@@ -19,7 +19,7 @@ import redis
 from bus.settings import RedisSettings
 from manager import __version__
 from manager.coordinator import Coordinator, CoordinatorOptions
-from tests.manager_fakes import FakeWorker
+from tests.support.fakes import FakeWorker
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAFANA = ROOT / "deploy" / "grafana" / "embedfleet.json"

@@ -14,7 +14,7 @@ import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from tests.test_manager_startup import SECRET, password_redis  # noqa: F401  (a fixture)
+from tests.support.redis_server import REDIS_PASSWORD as SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMAND = "rq worker -c deploy.rq_settings -S json embedfleet-cluster"
@@ -26,7 +26,7 @@ def test_the_documented_command_is_the_one_tested() -> None:
         assert COMMAND in (ROOT / doc).read_text(), doc
 
 
-def test_an_rq_worker_with_the_password_in_the_environment_runs_a_job(password_redis: int) -> None:  # noqa: F811
+def test_an_rq_worker_with_the_password_in_the_environment_runs_a_job(password_redis: int) -> None:
     url = f"redis://127.0.0.1:{password_redis}/0"
     client = redis.Redis.from_url(url, password=SECRET)
     job = Queue("eftest-cluster", connection=client, serializer=JSONSerializer).enqueue("operator.add", 2, 3)
@@ -48,7 +48,7 @@ def test_an_rq_worker_with_the_password_in_the_environment_runs_a_job(password_r
     assert job.return_value() == 5
 
 
-def test_without_the_password_the_worker_says_so(password_redis: int) -> None:  # noqa: F811
+def test_without_the_password_the_worker_says_so(password_redis: int) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EMBEDFLEET_", "RQ_"))}
     env["EMBEDFLEET_REDIS_URL"] = f"redis://127.0.0.1:{password_redis}/0"
     proc = subprocess.run(

@@ -21,6 +21,7 @@ from bus.reuse import ENTRY_BYTES, MemoryReuseStore, ReuseStore, decode_entry, e
 from bus.reuse_redis import RedisReuseStore
 from bus.textkey import text_key, text_keys
 from bus.transport import Delivery
+from tests.support.procs import free_port
 from workers.cleaning import clean
 from workers.embedder import HashEmbedder
 from workers.paths import DataRoots, fingerprint
@@ -190,8 +191,6 @@ def test_a_corrupt_entry_is_ignored_recomputed_and_replaced(redis_client: redis.
 
 
 def test_a_store_that_is_down_means_computing_not_failing(tmp_path: Path) -> None:
-    from tests.conftest import free_port
-
     dead = redis.Redis(port=free_port(), socket_connect_timeout=0.2, socket_timeout=0.2)
     model = CountingEmbedder()
     reuse = FleetReuse(RedisReuseStore(dead, NS), MODEL, "fp32", "w")

@@ -19,17 +19,21 @@ import redis
 from bus.redis_transport import RedisTransport
 from bus.settings import RedisSettings
 from corpus import ThreadCorpusSpec, generate_thread_corpus
-from tests.test_rust_worker import ROOT, embeddings_by_row, enqueue_files, require_worker, stats, worker_cmd, worker_env
-from tests.test_rust_worker_mixed import TIMEOUT_S, python_env, wait_registered
+from tests.support import ROOT
+from tests.support.rust_worker import (
+    RUN_TIMEOUT_S,
+    embeddings_by_row,
+    enqueue_files,
+    python_env,
+    stats,
+    wait_registered,
+    worker_cmd,
+    worker_env,
+)
 
 pytestmark = pytest.mark.slow
 
 COPIES = 10
-
-
-@pytest.fixture(scope="module")
-def worker_bin() -> Path:
-    return require_worker()
 
 
 def fleet_run(
@@ -53,7 +57,7 @@ def fleet_run(
         wait_registered(r, ns, [f"py-{tag}", f"rs-{tag}"], procs)
         r.hdel(f"{ns}:control", "paused")
         for p in procs:
-            _, err = p.communicate(timeout=TIMEOUT_S)
+            _, err = p.communicate(timeout=RUN_TIMEOUT_S)
             assert p.returncode == 0, err
     finally:
         for p in procs:

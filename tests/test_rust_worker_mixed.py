@@ -5,8 +5,6 @@ schema, same metadata keys, embeddings equal to cosine 0.9999)."""
 from __future__ import annotations
 
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,68 +16,20 @@ import redis
 from bus.redis_transport import RedisTransport
 from bus.settings import RedisSettings
 from corpus.generate import generate_corpus
-from tests.test_rust_worker import (
-    ROOT,
+from tests.support import ROOT
+from tests.support.rust_worker import (
+    RUN_TIMEOUT_S,
     embeddings_by_row,
     enqueue_files,
     onnx_model_id,
     output_meta,
-    require_worker,
+    python_env,
+    python_worker_cmd,
     stats,
+    wait_registered,
     worker_cmd,
     worker_env,
 )
-
-
-@pytest.fixture(scope="session")
-def worker_bin() -> Path:
-    return require_worker()
-
-
-TIMEOUT_S = 240
-
-
-def python_worker_cmd(settings: RedisSettings, data: Path, out: Path) -> list[str]:
-    url = f"redis://{settings.host}:{settings.port}/{settings.db}"
-    return [
-        sys.executable,
-        "-m",
-        "workers.mps",
-        "--redis-url",
-        url,
-        "--namespace",
-        settings.namespace,
-        "--input-root",
-        str(data),
-        "--output-root",
-        str(out),
-        "--burst",
-        "--device",
-        "cpu",
-        "--precision",
-        "fp32",
-        "--threads",
-        "1",
-        "--worker-id",
-        "python-mixed",
-    ]
-
-
-def python_env() -> dict[str, str]:
-    """The Python worker's environment: its own model directory (the PyTorch one)."""
-    env = worker_env(HF_HUB_OFFLINE="1")
-    env.pop("EMBEDFLEET_MODEL_DIR")
-    return env
-
-
-def wait_registered(r: redis.Redis, ns: str, ids: list[str], procs: list[subprocess.Popen[str]]) -> None:
-    deadline = time.monotonic() + TIMEOUT_S
-    while not all(r.hexists(f"{ns}:workers", i) for i in ids):
-        for p in procs:
-            if p.poll() is not None:
-                raise AssertionError(f"{p.args[0]} exited {p.returncode} before registering: {p.communicate()[1]}")
-        assert time.monotonic() < deadline, "workers did not register"
-        time.sleep(0.1)
 
 
 @pytest.mark.slow
@@ -112,7 +62,7 @@ def test_python_and_rust_workers_drain_one_queue_with_interchangeable_outputs(
         wait_registered(redis_client, ns, ["python-mixed", "rust-mixed"], procs)
         redis_client.hdel(f"{ns}:control", "paused")
         for p in procs:
-            _, err = p.communicate(timeout=TIMEOUT_S)
+            _, err = p.communicate(timeout=RUN_TIMEOUT_S)
             assert p.returncode == 0, err
     finally:
         for p in procs:
@@ -147,7 +97,7 @@ def test_python_and_rust_workers_drain_one_queue_with_interchangeable_outputs(
         env=worker_env(),
         capture_output=True,
         text=True,
-        timeout=TIMEOUT_S,
+        timeout=RUN_TIMEOUT_S,
     )
     assert proc.returncode == 0, proc.stderr
     py, rs = embeddings_by_row(by_python), embeddings_by_row(again / by_python.relative_to(out))

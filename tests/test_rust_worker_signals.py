@@ -13,29 +13,22 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 import redis
 
 from bus.redis_transport import RedisTransport
 from bus.settings import RedisSettings
-from tests.conftest import free_port, start_redis
-from tests.test_rust_worker import (
+from tests.support.procs import free_port
+from tests.support.redis_server import start_redis
+from tests.support.rust_worker import (
     dead_letters,
     enqueue_files,
     events,
-    require_worker,
     stats,
     text_hash,
     worker_cmd,
     worker_env,
     write_texts,
 )
-
-
-@pytest.fixture(scope="session")
-def worker_bin() -> Path:
-    return require_worker()
-
 
 WORKER_ID = "rust-signals"
 SLOW = ("--embedder", "hash", "--hash-seconds-per-row", "0.01", "--worker-id", WORKER_ID)

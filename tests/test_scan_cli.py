@@ -17,8 +17,8 @@ import redis
 
 from bus.keys import Keys
 from manager import scan_cli
-from tests.conftest import ROOT
-from tests.test_scan import MODEL, Tree
+from tests.support import ROOT
+from tests.support.scan_tree import MODEL, Tree
 
 
 def cli(*argv: str) -> int:

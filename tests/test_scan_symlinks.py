@@ -13,7 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from manager import _core, pyscan, scan
+from manager import _core, scan
+from tests.support import pyscan
 
 MODEL = "all-MiniLM-L6-v2@0000000000000000"
 
@@ -56,7 +57,11 @@ def test_the_python_oracle_agrees(tree: tuple[Path, Path]) -> None:
     root, _ = tree
     rust = _core.scan(str(root), str(root), MODEL, rows_per_part=100, use_cache=False)
     plain = pyscan.scan(str(root), str(root), MODEL, rows_per_part=100)
-    assert [j[1:6] for j in rust["jobs"]] == [j[1:6] for j in plain["jobs"]]
+
+    def fields(j: _core.PlannedJob) -> tuple[object, ...]:
+        return j.id, j.path, j.out, j.fingerprint, j.rows
+
+    assert [fields(j) for j in rust["jobs"]] == [fields(j) for j in plain["jobs"]]
     assert rust["issues"] == plain["issues"]
     assert rust["temps"] == plain["temps"]
 

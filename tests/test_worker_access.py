@@ -19,7 +19,9 @@ import redis
 from bus.errors import BusAccessDenied
 from bus.memory import MemoryTransport
 from bus.transport import Delivery
-from tests.conftest import ROOT, free_port, start_redis
+from tests.support import ROOT
+from tests.support.procs import free_port
+from tests.support.redis_server import start_redis
 from workers.runtime import Worker, WorkerConfig
 from workers.supervision import EXIT_ACCESS_DENIED
 

@@ -27,7 +27,7 @@ from bus.reuse import MemoryReuseStore
 from bus.transport import Delivery
 from corpus.generate import generate_corpus
 from models.source import default_model_dir, model_id
-from tests.conftest import ROOT
+from tests.support import ROOT
 from workers.embedder import HashEmbedder
 from workers.paths import DataRoots, fingerprint
 from workers.pipeline import EmbedPipeline

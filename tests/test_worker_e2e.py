@@ -21,7 +21,9 @@ import redis
 from bus.redis_transport import RedisTransport
 from corpus.generate import generate_corpus
 from models.source import model_id
-from tests.conftest import ROOT, free_port, start_redis
+from tests.support import ROOT
+from tests.support.procs import free_port
+from tests.support.redis_server import start_redis
 from workers.embedder import HashEmbedder
 from workers.supervision import EXIT_JOB_TIMEOUT
 from workers.testing import enqueue_all, jobs_for

@@ -22,7 +22,7 @@ from bus.errors import BadInput, InvalidMessage, PermanentError
 from bus.memory import MemoryTransport
 from bus.messages import Job
 from bus.redis_transport import RedisTransport
-from tests.test_bus_vectors import load
+from tests.support.vectors import load
 from tests.vectors.generate import hostile_raw
 from workers.backlog import redis_backlog
 from workers.embedder import HashEmbedder

@@ -25,8 +25,8 @@ from bus.settings import RedisSettings
 from tests.fault.checker import BusSnapshot, QueueReport, check_queue, read_snapshot
 from tests.fault.kinds import RunConfig, WorkerKind
 from tests.fault.outputs import OutputReport, check_outputs
-from tests.fault.procs import Managed, ProcessGroup, wait_until
-from tests.fault.redis_server import RedisServer
+from tests.support.procs import Managed, ProcessGroup, wait_until
+from tests.support.redis_server import RedisServer
 
 FAULT_POINT = "EMBEDFLEET_FAULT_POINT"
 FAULT_EVERY = "EMBEDFLEET_FAULT_EVERY"

@@ -23,7 +23,8 @@ from pathlib import Path
 from bus.messages import Job
 from tests.fault.dataset import Corpus, jobs_for
 from tests.fault.harness import Run
-from tests.fault.procs import ROOT, Managed, ProcessGroup, wait_until
+from tests.support import ROOT
+from tests.support.procs import Managed, ProcessGroup, wait_until
 
 
 def copy_corpus(corpus: Corpus, dest: Path, n: int) -> Corpus:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fault.conftest import References, RunFactory
 from tests.fault.dataset import Corpus, jobs_for
 from tests.fault.harness import run_to_quiet
 from tests.fault.kinds import WorkerKind
+from tests.fault.runs import References, RunFactory
 from tests.fault.scenarios import KINDS, assert_clean
 
 pytestmark = pytest.mark.fault

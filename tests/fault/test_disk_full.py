@@ -19,7 +19,6 @@ import pytest
 
 from manager.state import read_state
 from tests.fault.checker import check_queue
-from tests.fault.conftest import References, new_run
 from tests.fault.dataset import Corpus
 from tests.fault.harness import Verdict, run_to_quiet
 from tests.fault.kinds import WorkerKind
@@ -34,9 +33,10 @@ from tests.fault.manager_proc import (
     wait_exit,
 )
 from tests.fault.outputs import check_outputs
-from tests.fault.procs import ProcessGroup, wait_until
-from tests.fault.redis_server import RedisServer
+from tests.fault.runs import References, new_run
 from tests.fault.scenarios import KINDS, assert_clean
+from tests.support.procs import ProcessGroup, wait_until
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.fault
 

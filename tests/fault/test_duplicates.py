@@ -14,12 +14,12 @@ import pytest
 import redis
 
 from bus import constants as c
-from tests.fault.conftest import References, RunFactory
 from tests.fault.dataset import Corpus, jobs_for
 from tests.fault.harness import Run, run_to_quiet
 from tests.fault.kinds import WorkerKind
-from tests.fault.procs import Managed
+from tests.fault.runs import References, RunFactory
 from tests.fault.scenarios import KINDS, assert_clean
+from tests.support.procs import Managed
 
 pytestmark = pytest.mark.fault
 

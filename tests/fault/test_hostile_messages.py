@@ -16,13 +16,13 @@ import pytest
 
 from bus import constants as c
 from tests.fault.checker import BusSnapshot, check_queue
-from tests.fault.conftest import References, RunFactory
 from tests.fault.dataset import Corpus, jobs_for
 from tests.fault.harness import Fleet, Verdict
 from tests.fault.kinds import WorkerKind
 from tests.fault.outputs import check_outputs
-from tests.fault.procs import wait_until
+from tests.fault.runs import References, RunFactory
 from tests.fault.scenarios import KINDS, assert_clean
+from tests.support.procs import wait_until
 from tests.vectors.generate import hostile_raw
 
 pytestmark = pytest.mark.fault

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fault.conftest import References, RunFactory
 from tests.fault.dataset import Corpus, jobs_for
 from tests.fault.harness import FAULT_EVERY, FAULT_POINT, Fleet
 from tests.fault.kinds import WorkerKind
+from tests.fault.runs import References, RunFactory
 from tests.fault.scenarios import KINDS, MODEL_KINDS, assert_clean
 
 pytestmark = pytest.mark.fault

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from manager.state import read_state
-from tests.fault.conftest import References, new_run
 from tests.fault.dataset import Corpus
 from tests.fault.harness import Fleet, Run
 from tests.fault.kinds import WorkerKind
@@ -27,9 +26,10 @@ from tests.fault.manager_proc import (
     wait_enqueued,
     wait_exit,
 )
-from tests.fault.procs import ProcessGroup, wait_until
-from tests.fault.redis_server import RedisServer
+from tests.fault.runs import References, new_run
 from tests.fault.scenarios import KINDS, assert_clean
+from tests.support.procs import ProcessGroup, wait_until
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.fault
 

@@ -13,16 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
 from tests.fault.checker import COUNTED_EVENTS
-from tests.fault.conftest import References, new_run
 from tests.fault.dataset import Corpus, jobs_for
 from tests.fault.harness import Run, run_to_quiet
 from tests.fault.kinds import WorkerKind
 from tests.fault.netns import NetNS, available
-from tests.fault.procs import Managed, ProcessGroup, wait_until
-from tests.fault.redis_server import RedisServer
+from tests.fault.runs import References, new_run
 from tests.fault.scenarios import KINDS, assert_clean
+from tests.support.procs import Managed, ProcessGroup, free_port, wait_until
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.fault
 

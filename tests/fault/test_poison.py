@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fault.conftest import References, RunFactory
 from tests.fault.dataset import POISON_DIR, Corpus, jobs_for
 from tests.fault.harness import FAULT_CRASH_PATH, Fleet
 from tests.fault.kinds import WorkerKind
+from tests.fault.runs import References, RunFactory
 from tests.fault.scenarios import KINDS, assert_clean
 
 pytestmark = pytest.mark.fault

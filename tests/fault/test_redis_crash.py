@@ -14,14 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
-from tests.fault.conftest import References, new_run
 from tests.fault.dataset import Corpus, jobs_for
 from tests.fault.harness import Fleet
 from tests.fault.kinds import WorkerKind
-from tests.fault.procs import ProcessGroup, wait_until
-from tests.fault.redis_server import RedisServer, RedisStartError
+from tests.fault.runs import References, new_run
 from tests.fault.scenarios import KINDS, assert_clean
+from tests.support.procs import ProcessGroup, free_port, wait_until
+from tests.support.redis_server import RedisServer, RedisStartError
 
 pytestmark = pytest.mark.fault
 

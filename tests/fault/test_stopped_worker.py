@@ -9,12 +9,12 @@ import time
 
 import pytest
 
-from tests.fault.conftest import References, RunFactory
 from tests.fault.dataset import Corpus, jobs_for
 from tests.fault.harness import run_to_quiet, stop_while_owning
 from tests.fault.kinds import WorkerKind
-from tests.fault.procs import wait_until
+from tests.fault.runs import References, RunFactory
 from tests.fault.scenarios import KINDS, assert_clean
+from tests.support.procs import wait_until
 
 pytestmark = pytest.mark.fault
 

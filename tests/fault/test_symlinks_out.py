@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 
 from bus.messages import Job
-from tests.fault.conftest import References, new_run
 from tests.fault.dataset import Corpus, fingerprint
 from tests.fault.harness import Fleet
 from tests.fault.kinds import WorkerKind
 from tests.fault.manager_proc import copy_corpus, planned_jobs, start_manager, wait_enqueued, wait_exit
-from tests.fault.procs import ProcessGroup
-from tests.fault.redis_server import RedisServer
+from tests.fault.runs import References, new_run
 from tests.fault.scenarios import KINDS, assert_clean
+from tests.support.procs import ProcessGroup
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.fault
 

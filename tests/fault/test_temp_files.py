@@ -13,11 +13,11 @@ from collections import Counter
 
 import pytest
 
-from tests.fault.conftest import References, RunFactory
 from tests.fault.dataset import Corpus, jobs_for
 from tests.fault.harness import FAULT_EVERY, FAULT_POINT, Fleet
 from tests.fault.kinds import WorkerKind
 from tests.fault.outputs import list_tree
+from tests.fault.runs import References, RunFactory
 from tests.fault.scenarios import KINDS, assert_clean
 
 pytestmark = pytest.mark.fault

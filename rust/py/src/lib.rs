@@ -5,6 +5,7 @@
 use pyo3::prelude::*;
 
 mod enqueue_py;
+mod records;
 mod scan_py;
 
 /// Job id derivation, exposed so Python can check it against the core.
@@ -19,6 +20,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("CACHE_DIR", embedfleet_core::scan::CACHE_DIR)?;
     m.add("CACHE_FILE", embedfleet_core::scan::CACHE_FILE)?;
+    m.add_class::<records::PlannedJob>()?;
+    m.add_class::<records::SubredditScan>()?;
     m.add_function(wrap_pyfunction!(job_id, m)?)?;
     m.add_function(wrap_pyfunction!(scan_py::scan, m)?)?;
     m.add_function(wrap_pyfunction!(enqueue_py::enqueue, m)?)?;

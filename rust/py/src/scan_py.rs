@@ -13,6 +13,8 @@ use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use crate::records::{PlannedJob, SubredditScan};
+
 /// How often progress is reported and signals are checked.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -35,9 +37,8 @@ fn report(progress: Option<&Bound<'_, PyAny>>, p: &Progress) -> PyResult<()> {
 
 /// Scan and diff the input and output trees.
 ///
-/// Returns a dict: `jobs` (tuples `(rank, id, path, out, fingerprint, rows,
-/// bytes)`), `subreddits` (tuples `(name, files, up_to_date, missing,
-/// modified, split_parts, jobs, orphans, errors)` by rank), `orphans`,
+/// Returns a dict: `jobs` (`PlannedJob` records), `subreddits`
+/// (`SubredditScan` records, by rank), `orphans`,
 /// `temps` (the workers' hidden temporaries in the output tree), `issues`
 /// (tuples `(path, problem)`), `stats` (dict) and `cancelled`.
 /// `progress(dirs_done, dirs_total, files_seen)` is called about ten times a
@@ -103,40 +104,9 @@ pub fn scan(
     outcome_to_py(py, outcome)
 }
 
-type JobTuple = (
-    usize,
-    String,
-    String,
-    String,
-    String,
-    Option<(u64, u64)>,
-    u64,
-);
-type CountTuple = (String, u64, u64, u64, u64, u64, u64, u64, u64);
-
 fn outcome_to_py(py: Python<'_>, o: ScanOutcome) -> PyResult<PyObject> {
-    let jobs: Vec<JobTuple> = o
-        .jobs
-        .into_iter()
-        .map(|j| (j.rank, j.id, j.path, j.out, j.fingerprint, j.rows, j.bytes))
-        .collect();
-    let subs: Vec<CountTuple> = o
-        .subreddits
-        .into_iter()
-        .map(|c| {
-            (
-                c.name,
-                c.files,
-                c.up_to_date,
-                c.missing,
-                c.modified,
-                c.split_parts,
-                c.jobs,
-                c.orphans,
-                c.errors,
-            )
-        })
-        .collect();
+    let jobs: Vec<PlannedJob> = o.jobs.into_iter().map(PlannedJob::from).collect();
+    let subs: Vec<SubredditScan> = o.subreddits.into_iter().map(SubredditScan::from).collect();
     let issues: Vec<(String, String)> = o.issues.into_iter().map(|i| (i.path, i.problem)).collect();
     let s = o.stats;
     let stats = PyDict::new(py);

@@ -1,22 +1,30 @@
-"""Processes a fault scenario starts, and the guarantee that none outlives it.
+"""Processes a test or a benchmark starts, and the guarantee that none outlives it.
 
 Every process runs in its own session (so a signal reaches it alone, never
 the test runner), logs to a file the failure message can quote, and is
 registered with a ``ProcessGroup`` whose ``close()`` SIGKILLs whatever is
-still running: scenarios call it from a ``finally`` or a fixture teardown.
+still running: callers call it from a ``finally`` or a fixture teardown.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 @dataclass

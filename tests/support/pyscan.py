@@ -3,10 +3,11 @@ the Rust scan (``manager._core.scan``), written the obvious way (``os.scandir``,
 ``os.stat``, ``pyarrow.parquet.read_metadata`` on every footer it needs, one
 file after another, no cache).
 
-It is the benchmark's baseline and the tests' oracle: ``scan`` returns the
-very shape ``_core.scan`` does, so the two can be compared field by field.
-``enqueue`` is the plain redis-py way (one pipeline of ``EVALSHA`` per
-batch), used for ``rediss://`` and as the enqueue baseline.
+It is the benchmark's baseline and the tests' oracle, kept out of the
+product package: ``scan`` returns the very shape ``_core.scan`` does (its
+``PlannedJob`` and ``SubredditScan`` records, compared by value), so the two
+can be compared with ``==``. (The plain redis-py enqueue, which the
+manager needs for ``rediss://``, is product code: ``bus.enqueue``.)
 """
 
 from __future__ import annotations
@@ -22,10 +23,8 @@ import pyarrow.parquet as pq
 
 from bus.constants import INPUT_DIR, META_PREFIX, OUTPUT_DIR
 from bus.errors import UnsafePath
-from bus.keys import Keys
-from bus.messages import Job, job_id, output_path
-from bus.redis_transport import RedisTransport, connect, script_source, translated
-from bus.settings import RedisSettings
+from bus.messages import job_id, output_path
+from manager._core import PlannedJob, SubredditScan
 
 PARQUET = ".parquet"
 TEMP = ".tmp"
@@ -285,7 +284,9 @@ class Scanner:
                     issues.append((os.path.join(in_dir, name), str(e)))
                     continue
                 jobs.append(
-                    (rank, job_id(path, rows, st.fingerprint, self.model), path, out, st.fingerprint, rows, nbytes)
+                    PlannedJob(
+                        rank, job_id(path, rows, st.fingerprint, self.model), path, out, st.fingerprint, rows, nbytes
+                    )
                 )
         temps = [f"{out_rel}/{n}" for n in outputs.temps]
         return {"counts": counts, "jobs": jobs, "orphans": orphans, "temps": temps, "issues": issues}
@@ -364,7 +365,7 @@ def scan(
     for rank, suffix, sub in pairs:
         r = sc.pair(rank, suffix, sub)
         c = r["counts"]
-        split = sum(1 for j in r["jobs"] if j[5] is not None)
+        split = sum(1 for j in r["jobs"] if j.rows is not None)
         for i, v in enumerate(
             (
                 c["files"],
@@ -395,31 +396,10 @@ def scan(
     }
     return {
         "jobs": jobs,
-        "subreddits": [(n, *s) for n, s in zip(names, subs, strict=True)],
+        "subreddits": [SubredditScan(n, *s) for n, s in zip(names, subs, strict=True)],
         "orphans": orphans,
         "temps": temps,
         "issues": sorted(issues),
         "stats": stats,
         "cancelled": False,
     }
-
-
-def enqueue(settings: RedisSettings, jobs: list[Job], *, redo: bool = False, batch: int = 2000) -> tuple[int, int]:
-    """Idempotent enqueue with redis-py: one pipeline of ``EVALSHA`` per batch
-    (redis-py loads the script when Redis lacks it). ``(new, existing)``."""
-    client = connect(settings)
-    keys = Keys(settings.namespace)
-    new = 0
-    try:
-        with translated():
-            RedisTransport(client, namespace=settings.namespace).ensure_lanes(sorted({j.lane for j in jobs}))
-            script = client.register_script(script_source("enqueue"))
-            for i in range(0, len(jobs), batch):
-                pipe = client.pipeline(transaction=False)
-                for j in jobs[i : i + batch]:
-                    keys_ = [keys.state, keys.queue(j.lane), keys.stats, keys.lanes]
-                    script(keys=keys_, args=[j.id, j.to_json(), j.lane, "redo" if redo else ""], client=pipe)
-                new += sum(int(x) for x in pipe.execute())
-    finally:
-        client.close()
-    return new, len(jobs) - new

@@ -1,8 +1,12 @@
-"""A private redis-server that scenarios may kill, restart and corrupt.
+"""Private redis-servers for tests and benchmarks.
 
-Configured as a fleet's Redis is (AOF on, ``appendfsync everysec``), bound to
-one address only (127.0.0.1, or the host end of a veth pair), started and
-stopped through a ``ProcessGroup`` so no server outlives its scenario.
+- ``start_redis``: a plain throwaway server (no persistence) on a given port;
+  the caller terminates it.
+- ``RedisServer``: a server that fault scenarios may kill, restart and
+  corrupt, configured as a fleet's Redis is (AOF on, ``appendfsync
+  everysec``), bound to one address only (127.0.0.1, or the host end of a
+  veth pair), started and stopped through a ``ProcessGroup`` so no server
+  outlives its scenario.
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ from pathlib import Path
 
 import redis
 
-from tests.fault.procs import Managed, ProcessGroup
+from tests.support.procs import Managed, ProcessGroup
+
+REDIS_PASSWORD = "pw-5e1f0c9a77"
+"""The password of the ``password_redis`` fixture's server."""
 
 AOF_DIR = "appendonlydir"
 MANIFEST = "appendonly.aof.manifest"
@@ -30,6 +37,34 @@ def _exe(name: str) -> str:
     if path is None:
         raise RedisStartError(f"{name} is not installed (Debian package redis-server / redis-tools)")
     return path
+
+
+def start_redis(workdir: Path, port: int, *extra: str, password: str | None = None) -> subprocess.Popen[bytes]:
+    """Start a throwaway redis-server on 127.0.0.1:port (no persistence; with
+    ``password``, one that wants it) and wait until it answers."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    auth = ("--requirepass", password) if password is not None else ()
+    proc = subprocess.Popen(
+        [_exe("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
+         "--save", "", "--appendonly", "no", "--protected-mode", "no", *auth, *extra],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    client = redis.Redis(port=port, password=password, socket_timeout=1.0, socket_connect_timeout=1.0)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RedisStartError(f"redis-server exited with {proc.returncode} (port {port} taken?)")
+            try:
+                client.ping()
+                return proc
+            except redis.exceptions.ConnectionError:
+                time.sleep(0.025)
+    finally:
+        client.close()
+    proc.kill()
+    proc.wait(10)
+    raise RedisStartError(f"redis-server did not start on port {port}")
 
 
 @dataclass
