@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import spread
+from bus.embedded import EmbeddedRedis
 from bus.messages import Job
 from bus.redis_transport import RedisTransport, connect
 from bus.settings import RedisSettings
 from manager.coordinator import Coordinator, CoordinatorOptions
-from manager.embedded import EmbeddedRedis
 from manager.journal import Journal, verify
 from manager.redaction import Redactor
 

@@ -173,10 +173,10 @@ def make_bus(url: str | None, namespace: str) -> tuple[Any, Callable[[list[str]]
         return t, memory_backlog(t)
     from bus.redis_transport import RedisTransport
     from bus.settings import RedisSettings
-    from workers.backlog import redis_backlog
+    from workers.backlog import lanes_backlog
 
     rt = RedisTransport.from_settings(RedisSettings.from_url(url, namespace=namespace))
-    return rt, redis_backlog(rt)
+    return rt, lanes_backlog(rt)
 
 
 # -- measurements ---------------------------------------------------------------

@@ -196,8 +196,8 @@ def run_clusterer(data: Path, env: dict[str, str], allow_partial: bool = False) 
 
 
 def main(a: argparse.Namespace) -> int:
+    from bus.embedded import EmbeddedRedis
     from manager.coordinator import ClusterRequest, Coordinator
-    from manager.embedded import EmbeddedRedis
     from manager.progress import EmbeddingProgress
     from models.source import model_id
 

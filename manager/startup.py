@@ -21,12 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
-from bus import errors
-from bus.redis_transport import connect, translated
+from bus.probe import is_outage, is_refusal, ping_once
 from bus.settings import ENV_PASSWORD, ENV_URL, RedisSettings
 
 log = logging.getLogger("embedfleet.manager")
@@ -40,9 +35,6 @@ DEFAULT_REDIS_WAIT_S = 60.0
 BACKOFF_FIRST_S = 0.25
 BACKOFF_MAX_S = 10.0
 """Waits between attempts: 0.25 s doubling to 10 s, as the workers do."""
-
-_ACCESS_DENIED = getattr(errors, "BusAccessDenied", None)
-_REFUSALS = ("NOAUTH", "WRONGPASS", "NOPERM", "HELLO must be called")
 
 
 class StartupError(Exception):
@@ -79,25 +71,6 @@ def check_file(path: Path | None, what: str) -> None:
         raise StartupError(f"{what} {path}: no such file")
 
 
-def _refused(e: BaseException) -> bool:
-    if _ACCESS_DENIED is not None and isinstance(e, _ACCESS_DENIED):
-        return True
-    if isinstance(e, redis.exceptions.AuthenticationError | redis.exceptions.NoPermissionError):
-        return True
-    return isinstance(e, redis.exceptions.ResponseError) and str(e).startswith(_REFUSALS)
-
-
-def ping_once(settings: RedisSettings, timeout_s: float = 5.0) -> None:
-    """One PING without redis-py's own retries; raises what went wrong."""
-    client = connect(settings, timeout_s=timeout_s)
-    client.set_retry(Retry(NoBackoff(), 0))
-    try:
-        with translated():
-            client.ping()
-    finally:
-        client.close()
-
-
 def _refusal_message(settings: RedisSettings, e: BaseException) -> str:
     hint = ""
     if not settings.password and ENV_PASSWORD not in str(e):
@@ -125,9 +98,9 @@ def wait_for_redis(
             ping(settings)
             return
         except Exception as e:  # every failure is reported as one line, never a traceback
-            if _refused(e):
+            if is_refusal(e):
                 raise StartupError(_refusal_message(settings, e), EXIT_ACCESS_DENIED) from None
-            if not isinstance(e, errors.BusUnavailable | redis.exceptions.RedisError | OSError):
+            if not is_outage(e):
                 raise StartupError(f"Redis at {where}: {type(e).__name__}: {e}") from None
             left = deadline - clock()
             if left <= 0:

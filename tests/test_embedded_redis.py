@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from bus.embedded import EmbeddedRedis
 from bus.messages import Job
 from bus.redis_transport import RedisTransport
-from manager.embedded import EmbeddedRedis
 
 
 def test_embedded_redis_runs_the_protocol_and_persists_with_aof(tmp_path: Path) -> None:

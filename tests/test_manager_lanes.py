@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from bus.embedded import EmbeddedRedis, redis_binary
 from bus.redis_transport import RedisTransport, connect
 from bus.settings import RedisSettings
-from manager.embedded import EmbeddedRedis, redis_binary
 from manager.fleet import FleetView
 from tests.support.fakes import make_jobs
 

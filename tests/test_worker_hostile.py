@@ -24,7 +24,7 @@ from bus.messages import Job
 from bus.redis_transport import RedisTransport
 from tests.support.vectors import load
 from tests.vectors.generate import hostile_raw
-from workers.backlog import redis_backlog
+from workers.backlog import lanes_backlog
 from workers.embedder import HashEmbedder
 from workers.paths import DataRoots
 from workers.pipeline import EmbedPipeline
@@ -76,7 +76,7 @@ def test_every_hostile_message_is_dead_lettered_with_its_reason_at_full_speed(
     assert enqueue_all(t, good[1:]) == 2  # good jobs on both sides of the hostile ones
 
     cfg = WorkerConfig(worker_id="w-hostile", burst=True, handle_signals=False, block_ms=20, controls_every_s=0.02)
-    w = Worker(t, pipeline(roots), cfg, backlog=redis_backlog(t))
+    w = Worker(t, pipeline(roots), cfg, backlog=lanes_backlog(t))
     assert run_worker(w) == 0
     assert w.reconnect_waits == 0, "the worker waited as if Redis were away"
 

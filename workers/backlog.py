@@ -11,7 +11,7 @@ from bus.lanes import backlog
 from bus.redis_transport import RedisTransport, translated
 
 
-def redis_backlog(t: RedisTransport) -> Callable[[list[str]], int]:
+def lanes_backlog(t: RedisTransport) -> Callable[[list[str]], int]:
     """A function counting the outstanding jobs of some lanes (``bus.lanes``)."""
 
     def count(lanes: list[str]) -> int:

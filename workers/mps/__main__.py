@@ -184,7 +184,7 @@ def reuse_store(a: argparse.Namespace, bus: RedisSettings, transport: RedisTrans
 
 def build(a: argparse.Namespace) -> Worker:
     from bus.redis_transport import RedisTransport
-    from workers.backlog import redis_backlog
+    from workers.backlog import lanes_backlog
 
     lanes = [x.strip() for x in a.lanes.split(",") if x.strip()]
     if not lanes:
@@ -225,7 +225,7 @@ def build(a: argparse.Namespace) -> Worker:
         device=model.device,
         record_extra={"precision": model.precision, "model": model.model_id},
     )
-    return Worker(transport, pipeline, cfg, backlog=redis_backlog(transport), temps=TempFiles(roots, worker_id))
+    return Worker(transport, pipeline, cfg, backlog=lanes_backlog(transport), temps=TempFiles(roots, worker_id))
 
 
 def main(argv: list[str] | None = None) -> int:
