@@ -36,6 +36,8 @@ ORDER = [
     "latency",
     "manager",
     "cluster",
+    "cluster_update",
+    "cluster_neighbours",
     "cluster_quality",
     "fault",
 ]
