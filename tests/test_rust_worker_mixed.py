@@ -30,6 +30,7 @@ from tests.support.rust_worker import (
     worker_cmd,
     worker_env,
 )
+from workers.cleaning import Counts
 
 
 @pytest.mark.slow
@@ -80,7 +81,11 @@ def test_python_and_rust_workers_drain_one_queue_with_interchangeable_outputs(
     schemas = {str(pq.read_schema(p).remove_metadata()) for p in outputs}
     assert len(schemas) == 1, schemas
     keys = {frozenset(output_meta(p)) for p in outputs}
-    assert len(keys) == 1 and len(next(iter(keys))) == 20
+    provenance = ["format_version", "model_id", "normalized", "input_path", "input_fingerprint", "row_start",
+                  "row_end", "job_id", "worker_id", "worker_kind", "device", "precision",
+                  "software_version"]  # fmt: skip
+    documented = frozenset(f"embedfleet.{k}" for k in [*provenance, *Counts().as_dict()])  # docs/protocol.md "Output"
+    assert keys == {documented}, keys ^ {documented}
     assert {output_meta(p)["embedfleet.model_id"] for p in outputs} == {onnx_model_id()}
     assert ds.dataset(out, format="parquet").to_table().num_rows == sum(
         int(output_meta(p)["embedfleet.rows_embedded"]) for p in outputs
