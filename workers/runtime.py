@@ -362,6 +362,8 @@ class Worker:
         outcome = self._bus(lambda: self.t.retry(self.cfg.worker_id, d, reason, delay), "scheduling a retry")
         if outcome is Outcome.DONE:
             self._event(c.EVENT_JOB_RETRY, d, error=reason, attempt=d.attempts, delay_ms=delay)
+        elif outcome is Outcome.LEASE_LOST:
+            self._refused_after_failure(d, reason)
 
     def _dead(self, d: Delivery, reason: str) -> None:
         log.error("dead letter: %s", reason)
@@ -370,6 +372,14 @@ class Worker:
         )
         if outcome is Outcome.DONE:
             self._event(c.EVENT_JOB_DEAD, d, error=reason, attempts=d.attempts)
+        elif outcome is Outcome.LEASE_LOST:
+            self._refused_after_failure(d, reason)
+
+    def _refused_after_failure(self, d: Delivery, reason: str) -> None:
+        """A failure reported after another worker took the job over (its
+        temporary file may have been swept by that worker): said, not counted."""
+        log.warning("%s: failed (%s), but another worker owns it now: not counted", d.job.path, reason)
+        self._event(c.EVENT_LEASE_LOST, d)
 
     def _on_timeout(self, d: Delivery, elapsed: float) -> None:
         """Watchdog: record why and give the job back (or dead-letter it) with a

@@ -232,6 +232,9 @@ def stop_while_owning(run: Run, worker: Managed, timeout_s: float) -> tuple[str,
             break
         if run.owned_by(worker.name):
             worker.stop()
+            # A command the worker wrote just before it stopped (its completion,
+            # say) may still be on its way to Redis: let it land, then look again.
+            time.sleep(0.2)
             owned = run.owned_by(worker.name)
             if owned:
                 return owned[0], run.job_of_entry(owned[0])

@@ -541,28 +541,38 @@ impl Worker {
             return;
         }
         let (id, delay) = (self.cfg.worker_id.clone(), self.cfg.backoff_ms(attempts));
-        if self.must("scheduling a retry", |b| b.retry(&id, d, reason, delay))
-            == Some(Outcome::Done)
-        {
-            self.publish(
+        match self.must("scheduling a retry", |b| b.retry(&id, d, reason, delay)) {
+            Some(Outcome::Done) => self.publish(
                 EVENT_JOB_RETRY,
                 Some(d),
                 json!({"error": reason, "attempt": attempts, "delay_ms": delay}),
-            );
+            ),
+            Some(Outcome::LeaseLost) => self.refused_after_failure(d, reason),
+            _ => {}
         }
+    }
+
+    /// A failure reported after another worker took the job over (its
+    /// temporary file may have been swept by that worker): said, not counted.
+    fn refused_after_failure(&mut self, d: &Delivery, reason: &str) {
+        log::warn!(
+            "{}: failed ({reason}), but another worker owns it now: not counted",
+            d.job.path
+        );
+        self.publish(EVENT_LEASE_LOST, Some(d), json!({}));
     }
 
     fn dead(&mut self, d: &Delivery, reason: &str) {
         log::error!("dead letter: {reason}");
         let id = self.cfg.worker_id.clone();
-        if self.must("dead-lettering", |b| b.dead_letter(&id, d, reason, &id))
-            == Some(Outcome::Done)
-        {
-            self.publish(
+        match self.must("dead-lettering", |b| b.dead_letter(&id, d, reason, &id)) {
+            Some(Outcome::Done) => self.publish(
                 EVENT_JOB_DEAD,
                 Some(d),
                 json!({"error": reason, "attempts": d.attempts()}),
-            );
+            ),
+            Some(Outcome::LeaseLost) => self.refused_after_failure(d, reason),
+            _ => {}
         }
     }
 }
