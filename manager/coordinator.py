@@ -265,7 +265,9 @@ class Coordinator:
                 self.planner.enqueue(saved.jobs, done_before=saved.done_before)
             else:
                 what = ScanSettings(self.input_root, self.output_root, self.model, self.scan_args)
-                self.planner.enqueue(self.planner.plan(what, jobs))
+                # A scan's jobs have no up-to-date output: those the bus marks done lost it.
+                scanned = jobs is None
+                self.planner.enqueue(self.planner.plan(what, jobs), output_root=self.output_root if scanned else None)
             if self.resumed is not None:
                 last = resuming.replay(self.run_dir, self.pump, self.figures, scanned_again=saved is None)
                 self.pump.resume_after(last, fallback=self.resumed.get("events_from"))

@@ -136,11 +136,15 @@ class RunPlanner:
             self.figures.failures.add("scan", self.redactor.text(problem))
             self.journal.write("scan_error", f"{path}: {problem}", level="error", error=problem, data={"path": path})
 
-    def enqueue(self, jobs: list[Job], done_before: set[str] | None = None) -> None:
+    def enqueue(self, jobs: list[Job], done_before: set[str] | None = None, output_root: Path | None = None) -> None:
         """Put the plan on the bus (idempotent) and read where each job stands.
 
         A new plan is saved to ``plan.jsonl`` first, with the jobs done before
-        the run; a resumed run passes the saved plan and its ``done_before``."""
+        the run; a resumed run passes the saved plan and its ``done_before``.
+        With ``output_root``, jobs marked done whose output is gone from disk
+        are queued again first (``manager.reconcile.requeue_vanished``)."""
+        if output_root is not None:
+            self.requeue_vanished(jobs, output_root)
         tracker = self.figures.tracker = JobTracker(jobs)
         with translated():  # what was done before this run: read before enqueuing (workers may be running)
             tracker.refresh(self.client, self.transport.keys)
@@ -163,6 +167,19 @@ class RunPlanner:
             f"{res.new} new jobs, {res.existing} already known ({p.already_done} done before)",
             counters={"new": res.new, "existing": res.existing, "already_done": p.already_done},
         )
+
+    def requeue_vanished(self, jobs: list[Job], output_root: Path) -> None:
+        """Done jobs whose outputs were deleted since: queued again, loudly."""
+        gone = scan.requeue_vanished(self.settings, jobs, output_root)
+        if gone:
+            self.journal.write(
+                "outputs_vanished",
+                f"{len(gone)} jobs were done but their outputs are gone from {output_root} "
+                f"(e.g. {gone[0].out}): queued again",
+                level="warning",
+                counters={"jobs": len(gone)},
+                data={"outputs": [j.out for j in gone[:100]]},
+            )
 
 
 def _relative(path: str, input_root: Path | None) -> str:

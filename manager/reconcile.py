@@ -9,7 +9,8 @@ writes. Afterwards a job can be
   its lane stream (pending, or not yet delivered) nor in the lane's delayed
   set. It is added back to its stream.
 
-Done (``d``) and dead (``x``) jobs are left alone.
+Done (``d``) and dead (``x``) jobs are left alone by the reconcile; a done
+job whose output vanished from disk is queued again by ``requeue_vanished``.
 
 Never twice: the live set of each lane is read in one ``MULTI`` (stream,
 pending list, group position and delayed set at one instant; retries and
@@ -21,6 +22,7 @@ state atomically (``bus/lua/requeue_lost.lua``), and a lock key,
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bus import admin
@@ -36,7 +38,8 @@ LOCK_SUFFIX = c.KEY_LOCK_RECONCILE
 LOCK_WAIT_S = admin.LOCK_WAIT_S
 """How long to wait for another manager's reconcile to finish."""
 
-EnqueueFn = Callable[[RedisSettings, list[Job]], Any]
+EnqueueFn = Callable[..., Any]
+"""``enqueue(settings, jobs, redo=False)``: ``manager.scan.enqueue``."""
 
 
 def reconcile(settings: RedisSettings, jobs: list[Job], enqueue: EnqueueFn) -> int:
@@ -59,3 +62,26 @@ def reconcile(settings: RedisSettings, jobs: list[Job], enqueue: EnqueueFn) -> i
             return added + admin.requeue_lost(client, keys, [j for j in queued if j.id not in live])
     finally:
         client.close()
+
+
+def requeue_vanished(settings: RedisSettings, jobs: list[Job], output_root: Path, enqueue: EnqueueFn) -> list[Job]:
+    """Queue again the jobs the bus marks done whose output is gone from disk.
+
+    A job is marked done only after its output was renamed into place, so a
+    done job without its output lost it afterwards (deleted by hand, a
+    restored disk): without this, enqueuing skips it as done and the input
+    never gets embeddings. ``jobs`` are those a scan found missing; returns
+    the ones queued again (``enqueue`` is called with ``redo=True``)."""
+    if not jobs:
+        return []
+    client = connect(settings)
+    keys = Keys(settings.namespace)
+    try:
+        with translated():
+            states = admin.states(client, keys, [j.id for j in jobs])
+    finally:
+        client.close()
+    gone = [j for j, s in zip(jobs, states, strict=True) if s == c.STATE_DONE and not (output_root / j.out).exists()]
+    if gone:
+        enqueue(settings, gone, redo=True)
+    return gone

@@ -39,6 +39,7 @@ from bus.messages import Job, check_relative
 from bus.settings import RedisSettings
 from manager import _core
 from manager.reconcile import reconcile as reconcile_lost
+from manager.reconcile import requeue_vanished as requeue_vanished_done
 from manager.routing import Routes
 
 log = logging.getLogger("embedfleet.scan")
@@ -313,6 +314,12 @@ def reconcile(settings: RedisSettings, jobs: Iterable[Job]) -> int:
     stream nor their delayed set. Returns how many were re-added; a job still
     present is never added twice (see ``manager.reconcile``)."""
     return reconcile_lost(settings, list(jobs), enqueue)
+
+
+def requeue_vanished(settings: RedisSettings, jobs: Iterable[Job], output_root: str | os.PathLike[str]) -> list[Job]:
+    """Jobs marked done on the bus whose output is gone from disk, queued
+    again; returns them (see ``manager.reconcile.requeue_vanished``)."""
+    return requeue_vanished_done(settings, list(jobs), Path(output_root), enqueue)
 
 
 def delete_orphans(plan: Plan) -> int:

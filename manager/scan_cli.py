@@ -192,8 +192,18 @@ class ScanCommand:
         if a.delete_orphans and plan.orphans:
             line += f"; deleted {scan.delete_orphans(plan)} orphans"
         if self.settings is not None:
-            res = scan.enqueue(self.settings, plan.jobs, redo=a.redo and cycle == 1)
+            redo = a.redo and cycle == 1
+            vanished = [] if redo else scan.requeue_vanished(self.settings, plan.jobs, plan.output_root)
+            if vanished:
+                print(
+                    f"warning: {len(vanished)} jobs were done but their outputs are gone (e.g. {vanished[0].out}): "
+                    "queued again",
+                    file=sys.stderr,
+                )
+            res = scan.enqueue(self.settings, plan.jobs, redo=redo)
             line += f"; enqueued {res.new} new, {res.existing} already known on {self.settings.redacted()}"
+            if vanished:
+                line += f"; {len(vanished)} done jobs re-queued (outputs gone)"
             if a.reconcile:
                 line += f"; reconcile re-added {scan.reconcile(self.settings, plan.jobs)}"
         return line

@@ -297,6 +297,32 @@ def test_a_run_scans_the_input_tree_itself(settings: RedisSettings, tmp_path: Pa
     assert scan["counters"]["jobs"] == len(paths) and scan["data"]["report"]["totals"]
 
 
+def test_a_rescan_queues_again_done_jobs_whose_outputs_are_gone(
+    settings: RedisSettings, tmp_path: Path, fleet: list[FakeWorker]
+) -> None:
+    from corpus.generate import generate_corpus
+
+    data = tmp_path / "data"
+    paths = generate_corpus(data, suffixes=1, subreddits=1, files_per_subreddit=3, rows_per_file=10, seed=2)
+    # The fake worker marks jobs done but writes no output: as if every output
+    # had been deleted after the run.
+    fleet.append(FakeWorker(settings, "w").start())
+
+    def run() -> tuple[Any, list[dict[str, Any]]]:
+        co = Coordinator(settings, output_root=data, input_root=data, model="all-MiniLM-L6-v2@0123", options=FAST)
+        return co.run(), journal(co)
+
+    first, recs = run()
+    assert first.done == len(paths) and not any(r["type"] == "outputs_vanished" for r in recs)
+    second, recs = run()
+    vanished = [r for r in recs if r["type"] == "outputs_vanished"]
+    assert len(vanished) == 1 and vanished[0]["level"] == "warning"
+    assert vanished[0]["counters"]["jobs"] == len(paths)
+    assert len(vanished[0]["data"]["outputs"]) == len(paths)
+    # Embedded again, not skipped as done before.
+    assert (second.done, second.skipped) == (len(paths), 0)
+
+
 def test_a_coordinator_drives_one_run(settings: RedisSettings, tmp_path: Path, fleet: list[FakeWorker]) -> None:
     fleet.append(FakeWorker(settings, "w").start())
     co = coordinator(settings, tmp_path)

@@ -75,6 +75,37 @@ def test_a_scan_enqueues_and_a_rerun_enqueues_nothing(
     assert redis_client.xlen(Keys("eftest").queue("default")) == 2
 
 
+def test_a_done_job_whose_output_was_deleted_is_queued_again_loudly(
+    tree: Tree, capsys: pytest.CaptureFixture[str], redis_url: str, redis_client: redis.Redis
+) -> None:
+    args = [*base(tree), "--redis-url", redis_url, "--namespace", "eftest"]
+    assert cli(*args) == 0
+    capsys.readouterr()
+    keys = Keys("eftest")
+    # A worker finished both jobs: outputs written, states done, stream trimmed.
+    plan = tree.plan()
+    for job in plan.jobs:
+        rel = job.path.removeprefix("chains/")
+        tree.add_output(rel)
+        redis_client.hset(keys.state, job.id, "d")
+    redis_client.delete(keys.queue("default"))
+    assert cli(*args) == 0
+    assert "enqueued 0 new, 0 already known" in capsys.readouterr().out
+    # Someone deletes one output: the next scan plans it again, and the job,
+    # though done on the bus, goes back on the queue (not skipped silently).
+    lost = next(j for j in plan.jobs if "dogs" in j.path)
+    (tree.output / lost.out).unlink()
+    assert cli(*args) == 0
+    cap = capsys.readouterr()
+    assert "1 done jobs re-queued (outputs gone)" in cap.out
+    assert "warning: 1 jobs were done but their outputs are gone" in cap.err and lost.out in cap.err
+    assert redis_client.hget(keys.state, lost.id) == b"q"
+    assert redis_client.xlen(keys.queue("default")) == 1
+    # The other job's output is still there: still done, nothing else queued.
+    kept = next(j for j in plan.jobs if j.id != lost.id)
+    assert redis_client.hget(keys.state, kept.id) == b"d"
+
+
 def test_routes_on_the_command_line_pick_lanes(tree: Tree, redis_url: str, redis_client: redis.Redis) -> None:
     assert cli(*base(tree), "--redis-url", redis_url, "--namespace", "eftest", "--route", "dog*=pets") == 0
     keys = Keys("eftest")
