@@ -15,13 +15,13 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import tomllib
 
 from bus.messages import output_path
 from bus.redis_transport import RedisTransport
