@@ -201,41 +201,28 @@ def test_lean_image_has_no_compiler_and_no_manager(lean_image: str) -> None:
         assert name not in installed, name
 
 
-@pytest.mark.docker
-@pytest.mark.slow
-def test_lean_image_runs_a_job_with_the_real_model(lean_image: str, host_redis: str, tmp_path: Path) -> None:
+def enqueue_one_file(url: str, data: Path) -> Path:
+    """A one-file corpus under ``data`` and its job on the bus at ``url``."""
     import redis
 
-    data = tmp_path / "data"
     files = generate_corpus(data, subreddits=1, files_per_subreddit=1, rows_per_file=40, seed=3)
-    client = redis.Redis.from_url(host_redis)
+    client = redis.Redis.from_url(url)
     try:
         transport = RedisTransport(client, namespace=NS)
         transport.ensure_lanes(["default"])
         assert enqueue_all(transport, jobs_for(data, files, model_id())) == 1
     finally:
         client.close()
-    # The container's user writes the output where the test reads it.
-    uid = f"{os.getuid()}:{os.getgid()}"
-    proc = subprocess.run(
-        [
-            *("docker", "run", "--rm", "--network", "host", "--user", uid, "-e", "HOME=/tmp"),
-            *("-v", f"{data}:/data", lean_image),
-            *("python", "-m", "workers.mps", "--redis-url", host_redis, "--namespace", NS),
-            *("--data-root", "/data", "--device", "cpu", "--threads", "2", "--burst"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=JOB_TIMEOUT_S,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    rel = str(files[0].relative_to(data))
+    return files[0]
+
+
+def check_output(data: Path, source: Path) -> None:
+    """The job's output holds one unit vector per non-null input row."""
+    rel = str(source.relative_to(data))
     out_file = data / output_path(rel, None)
-    assert out_file.exists(), proc.stderr[-4000:]
-    src = pq.read_table(files[0])
+    assert out_file.exists(), f"no output {out_file}"
+    texts = pq.read_table(source).column("text").to_pylist()
     out = pq.read_table(out_file)
-    texts = src.column("text").to_pylist()
     rows = out.column("row").to_pylist()
     assert sorted(rows) == [i for i, t in enumerate(texts) if t is not None]
     vectors = np.stack(out.column("embedding").to_numpy(zero_copy_only=False))
@@ -244,4 +231,133 @@ def test_lean_image_runs_a_job_with_the_real_model(lean_image: str, host_redis: 
     meta = {k.decode(): v.decode() for k, v in (pq.read_metadata(out_file).metadata or {}).items()}
     assert meta["embedfleet.input_path"] == rel
     assert meta["embedfleet.worker_kind"] == "python"
+    # The installed package's version, not a checkout's fallback.
     assert not meta["embedfleet.software_version"].endswith("+checkout"), meta
+
+
+def worker_args(url: str) -> list[str]:
+    return ["--redis-url", url, "--namespace", NS, "--data-root", "/data", "--device", "cpu", "--burst"]
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_lean_image_runs_a_job_with_the_real_model(lean_image: str, host_redis: str, tmp_path: Path) -> None:
+    """The Compose file's Python worker image, on a job from a host redis-server."""
+    data = tmp_path / "data"
+    source = enqueue_one_file(host_redis, data)
+    # The container's user writes the output where the test reads it.
+    uid = f"{os.getuid()}:{os.getgid()}"
+    proc = subprocess.run(
+        [
+            *("docker", "run", "--rm", "--network", "host", "--user", uid, "-e", "HOME=/tmp"),
+            *("-v", f"{data}:/data", lean_image, "python", "-m", "workers.mps", *worker_args(host_redis)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=JOB_TIMEOUT_S,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    check_output(data, source)
+
+
+# -- docs/deploy.md's install commands, as written, in a clean container ----------
+
+
+def documented_install() -> list[str]:
+    """The clone install commands of docs/deploy.md's worker-only section."""
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    section = text[text.index("## The Python worker alone") :]
+    section = section[section.index("From a clone") :]
+    block = section[section.index("\n    ") : section.index("\n\n", section.index("\n    "))]
+    lines = [line.strip() for line in block.splitlines() if line.strip()]
+    commands = [line for line in lines if not line.startswith("cd ")]
+    assert any("pip install" in c and "./deploy/pyworker" in c for c in commands), commands
+    return commands
+
+
+def test_documented_install_uses_only_the_lean_package() -> None:
+    commands = documented_install()
+    joined = "\n".join(commands)
+    assert "deploy/pyworker/requirements.txt" in joined
+    for heavy in ("-r requirements.txt", "maturin", "cargo", "rustup", "make setup", "pip install ."):
+        assert heavy not in joined, heavy
+
+
+def clone_copy(dest: Path) -> Path:
+    """The working tree's files as a fresh clone has them (tracked and new, not ignored)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.decode()
+    for rel in filter(None, listed.split("\0")):
+        src = ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    return dest
+
+
+@pytest.fixture
+def wheelhouse(lean_image: str) -> Iterator[str]:
+    """The build script's wheelhouse (filled by the image build) on loopback:
+    the container's pip gets every wheel from it, as the image builds do."""
+    home = Path(os.environ.get("EMBEDFLEET_HOME", Path.home() / ".cache" / "embedfleet"))
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            str(home / "wheelhouse"),
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_documented_install_runs_a_job_in_a_container_with_no_compiler(
+    wheelhouse: str, host_redis: str, tmp_path: Path
+) -> None:
+    """docs/deploy.md's commands, as written, in ``embedfleet/python`` (the
+    local base image plus Python; no gcc, no cargo), with pip reading only the
+    wheelhouse; then the installed worker does a job."""
+    tag = IMAGE.rsplit(":", 1)[1]
+    data = tmp_path / "data"
+    source = enqueue_one_file(host_redis, data)
+    src = clone_copy(tmp_path / "embedfleet")
+    script = "\n".join(
+        [
+            "set -e",
+            "for t in gcc cc c++ cargo rustc; do if command -v $t; then echo FOUND $t; exit 99; fi; done",
+            "cd /src",
+            *documented_install(),
+            "! /opt/embedfleet/venv/bin/python -c 'import manager' 2>/dev/null",
+            "/opt/embedfleet/venv/bin/embedfleet-python-worker " + " ".join(worker_args(host_redis)),
+        ]
+    )
+    proc = subprocess.run(
+        [
+            *("docker", "run", "--rm", "--network", "host", "--user", "0:0", "-e", "PIP_NO_INDEX=1"),
+            *("-e", f"PIP_FIND_LINKS={wheelhouse}", "-e", "HOME=/tmp"),
+            *("-v", f"{src}:/src", "-v", f"{data}:/data", "--entrypoint", "sh", f"embedfleet/python:{tag}"),
+            *("-c", script),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=JOB_TIMEOUT_S + 900,
+        check=False,
+    )
+    assert "FOUND" not in proc.stdout, proc.stdout
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-4000:])
+    check_output(data, source)
