@@ -240,6 +240,10 @@ class ApiServer:
             host=host,
             port=port,
             log_config=None,
+            # uvicorn's own start-up lines name the bound address ("running on
+            # http://0.0.0.0:8377 (Press CTRL+C to quit)"), which in a container
+            # is not the one to open: the start() line names that one.
+            log_level="warning",
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=2,

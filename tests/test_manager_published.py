@@ -38,7 +38,7 @@ def test_server_start_line_names_the_published_address(
 ) -> None:
     monkeypatch.setenv(ENV_PUBLISHED, "127.0.0.1:18377")
     server = ApiServer(Starlette(), host="127.0.0.1", port=0)
-    with caplog.at_level(logging.INFO, logger="embedfleet.api"):
+    with caplog.at_level(logging.INFO):
         server.start()
         try:
             listen = server.url
@@ -49,3 +49,5 @@ def test_server_start_line_names_the_published_address(
         f"status API and dashboard on http://127.0.0.1:18377/ (published on the host; "
         f"the manager listens on {listen} inside its container)"
     ]
+    # uvicorn's own line with the bound address is not printed at users.
+    assert not [r for r in caplog.records if "Uvicorn running on" in r.getMessage()]
