@@ -34,6 +34,13 @@ def published_url(spec: str) -> str | None:
     return f"http://{host}:{port}/"
 
 
+def display_url(listen_url: str, environ: dict[str, str] | None = None) -> str:
+    """The address to show a person: the published one when there is one,
+    else the one the manager listens on (with a trailing slash)."""
+    env = os.environ if environ is None else environ
+    return published_url(env.get(ENV_PUBLISHED, "")) or f"{listen_url}/"
+
+
 def announcement(listen_url: str, environ: dict[str, str] | None = None) -> str:
     """The start-up line's address part: the published address when there is
     one, else the one the manager listens on."""

@@ -9,7 +9,7 @@ import pytest
 from starlette.applications import Starlette
 
 from manager.api import ApiServer
-from manager.published import ENV_PUBLISHED, announcement, published_url
+from manager.published import ENV_PUBLISHED, announcement, display_url, published_url
 
 
 @pytest.mark.parametrize(
@@ -31,6 +31,11 @@ def test_published_url_of_a_compose_port_spec(spec: str, url: str | None) -> Non
 
 def test_without_a_published_port_the_listen_address_is_announced() -> None:
     assert announcement("http://127.0.0.1:8377", {}) == "http://127.0.0.1:8377/"
+    assert display_url("http://127.0.0.1:8377", {}) == "http://127.0.0.1:8377/"
+
+
+def test_with_a_published_port_that_address_is_shown() -> None:
+    assert display_url("http://0.0.0.0:8377", {ENV_PUBLISHED: "0.0.0.0:9000"}) == "http://127.0.0.1:9000/"
 
 
 def test_server_start_line_names_the_published_address(
