@@ -52,6 +52,7 @@ from manager.auth import (
 )
 from manager.hub import ActionError, StatusHub
 from manager.openapi import document
+from manager.published import announcement
 
 log = logging.getLogger("embedfleet.api")
 DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboard"
@@ -239,6 +240,10 @@ class ApiServer:
             host=host,
             port=port,
             log_config=None,
+            # uvicorn's own start-up lines name the bound address ("running on
+            # http://0.0.0.0:8377 (Press CTRL+C to quit)"), which in a container
+            # is not the one to open: the start() line names that one.
+            log_level="warning",
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=2,
@@ -268,7 +273,7 @@ class ApiServer:
                 raise RuntimeError(f"status API did not start on {self.host}:{self.port}")
             time.sleep(0.02)
         self.port = self._bound_port()
-        log.info("status API and dashboard on %s", self.url)
+        log.info("status API and dashboard on %s", announcement(self.url))
         return self
 
     def stop(self, timeout_s: float = 5.0) -> None:
@@ -281,5 +286,5 @@ class ApiServer:
 
     def serve_forever(self) -> None:
         """Serve in this thread until interrupted."""
-        log.info("status API and dashboard on %s", self.url)
+        log.info("status API and dashboard on %s", announcement(self.url))
         self.server.run()

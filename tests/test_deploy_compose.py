@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -36,6 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "deploy" / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / "deploy" / "compose.env.example"
 SERVICES = {"redis", "manager", "worker-python", "worker-rust"}
+ON_DEMAND = {"cluster"}
+"""Services under a Compose profile: started only when named (``run --rm cluster``)."""
 WORKERS = ("worker-python", "worker-rust")
 BUILD_TIMEOUT_S = 3600
 RUN_TIMEOUT_S = 900
@@ -100,8 +103,13 @@ def test_compose_config_is_valid_with_defaults_and_with_the_example_env(secrets_
     env = {"EMBEDFLEET_SECRETS_DIR": str(secrets_dir)}
     plain = config_of(env)
     example = config_of(env, "--env-file", str(ENV_EXAMPLE))
-    assert set(plain["services"]) == set(example["services"]) == SERVICES
+    # docker-compose 1.29 lists profiled services in `config`; v2 only when
+    # their profile is active.
+    assert SERVICES <= set(plain["services"]) <= SERVICES | ON_DEMAND
+    assert set(plain["services"]) == set(example["services"])
     assert set(plain["volumes"]) == {"data", "redis-data"}
+    with_profile = config_of(env, "--profile", "cluster")
+    assert set(with_profile["services"]) == SERVICES | ON_DEMAND
 
 
 @needs_compose
@@ -146,7 +154,7 @@ def test_secrets_never_appear_in_the_configuration(secrets_dir: Path) -> None:
     for f in secrets_dir.iterdir():
         assert f.read_text().strip() not in rendered
     services = yaml.safe_load(rendered)["services"]
-    for name in SERVICES:
+    for name in SERVICES & set(services):
         env = services[name].get("environment", {})
         assert "EMBEDFLEET_REDIS_PASSWORD" not in env, name
         assert env.get("EMBEDFLEET_REDIS_PASSWORD_FILE") == "/run/secrets/redis_password", name
@@ -198,6 +206,43 @@ def test_service_commands_are_accepted_by_the_programs(secrets_dir: Path) -> Non
     assert rust_cmd[0] == "embedfleet-worker"
     for flag in (a for a in rust_cmd[1:] if a.startswith("--")):
         assert flag in helptext, f"embedfleet-worker has no {flag}"
+
+
+@needs_compose
+def test_cluster_service_runs_the_clusterer_on_the_data_volume(secrets_dir: Path) -> None:
+    """`run --rm cluster [flags]` is `python -m clusterer --data-root /data
+    [flags]` in the manager image, which carries the clusterer's dependencies."""
+    from clusterer.cli import build_parser
+
+    env = {"EMBEDFLEET_SECRETS_DIR": str(secrets_dir)}
+    svc = config_of(env, "--profile", "cluster")["services"]["cluster"]
+    assert svc["profiles"] == ["cluster"]
+    assert svc["image"].startswith("embedfleet/manager:")
+    assert any(_target(v) == "/data" for v in svc["volumes"])
+    assert svc["environment"]["EMBEDFLEET_REDIS_PASSWORD_FILE"] == "/run/secrets/redis_password"
+    entry = svc["entrypoint"]
+    assert entry[0] == "/usr/local/bin/embedfleet-entrypoint" and entry[1:4] == ["python", "-m", "clusterer"]
+    args = build_parser().parse_args([*entry[4:], *(svc.get("command") or []), "--min-cluster-size", "20"])
+    assert args.data_root == "/data"
+    # The clusterer's dependencies are pinned into the manager image.
+    script = (ROOT / "deploy" / "docker" / "build-images.sh").read_text()
+    array = re.search(r"^MANAGER_PKGS=\(([^)]*)\)", script, re.MULTILINE)
+    assert array, "build-images.sh has no MANAGER_PKGS"
+    manager_pins = set(array.group(1).split())
+    assert {"hdbscan", "umap-learn", "scikit-learn", "faiss-cpu", "matplotlib", "regex"} <= manager_pins
+
+
+@needs_compose
+def test_manager_is_told_the_dashboard_address_the_host_publishes(secrets_dir: Path) -> None:
+    from manager.published import ENV_PUBLISHED, published_url
+
+    env = {"EMBEDFLEET_SECRETS_DIR": str(secrets_dir), "EMBEDFLEET_DASHBOARD_PUBLISH": "127.0.0.1:18377"}
+    manager = config_of(env)["services"]["manager"]
+    assert manager["environment"][ENV_PUBLISHED] == "127.0.0.1:18377"
+    assert published_url(manager["environment"][ENV_PUBLISHED]) == "http://127.0.0.1:18377/"
+    ports = manager["ports"]
+    published = ports[0] if isinstance(ports[0], str) else f"{ports[0]['host_ip']}:{ports[0]['published']}"
+    assert published.startswith("127.0.0.1:18377")
 
 
 # -- the cluster ---------------------------------------------------------------
@@ -406,6 +451,11 @@ def test_cluster_survives_a_killed_worker_and_a_redis_restart(cluster: Cluster, 
     assert jobs["planned"] == len(inputs) == jobs["done"], jobs
     logs = c.compose("logs", "--no-color", timeout=120)
     assert c.password not in logs and c.token not in logs
+    # The dashboard is announced where the host publishes it.
+    assert f"status API and dashboard on http://127.0.0.1:{c.api_port}/ (published on the host" in logs
+
+    # The clusterer runs on demand over the volume (profile `cluster`).
+    c.compose("run", "--rm", "-T", "cluster", "--min-cluster-size", "20", timeout=RUN_TIMEOUT_S)
 
     c.compose("down", timeout=300)
     volumes = subprocess.run(["docker", "volume", "ls", "-q"], capture_output=True, text=True, check=True).stdout
@@ -416,3 +466,4 @@ def test_cluster_survives_a_killed_worker_and_a_redis_restart(cluster: Cluster, 
     assert sorted(str(p.relative_to(data)) for p in (data / "chains").rglob("*.parquet")) == inputs
     summaries = list((data / "runs").glob("*/summary.json"))
     assert len(summaries) == 1, summaries
+    assert list((data / "clusters").rglob("*.parquet")), "the cluster service wrote no result"

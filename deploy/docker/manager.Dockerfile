@@ -1,5 +1,6 @@
 # embedfleet/manager: `python -m manager` (scan, enqueue, reconcile, journal)
-# with its status API and dashboard on :8377.
+# with its status API and dashboard on :8377, and `python -m clusterer` with
+# its dependencies (Compose's `cluster` service runs it over the volume).
 #
 # Dependencies come from a wheelhouse the build script serves on loopback
 # (WHEELS_URL, build with --network host): nothing is fetched from an index
@@ -21,7 +22,8 @@ RUN pip install --no-index --find-links "${WHEELS_URL}" \
 # The project itself last: a code change rebuilds only this layer.
 COPY wheel/ /tmp/wheel/
 RUN pip install --no-index --no-deps /tmp/wheel/*.whl && rm -rf /tmp/wheel \
-    && python -m manager --help >/dev/null && python -c 'import models.source as m; print(m.model_id())'
+    && python -m manager --help >/dev/null && python -c 'import models.source as m; print(m.model_id())' \
+    && python -m clusterer --help >/dev/null && python -c 'import hdbscan, umap, sklearn, faiss, matplotlib, regex'
 
 COPY entrypoint.sh /usr/local/bin/embedfleet-entrypoint
 ENTRYPOINT ["/usr/local/bin/embedfleet-entrypoint"]
