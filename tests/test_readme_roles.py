@@ -194,10 +194,10 @@ def test_python_role_modules_answer_help_with_the_venvs_python() -> None:
 
 
 def make_corpus(data: Path) -> list[Path]:
-    """Eight small files (400 rows): enough jobs for both workers to take some."""
+    """Eight small files (800 rows): enough jobs for both workers to take some."""
     subprocess.run(
         [sys.executable, "-m", "corpus", "--output", str(data), "--suffixes", "1", "--subreddits", "2",
-         "--files-per-subreddit", "4", "--rows-per-file", "50"],
+         "--files-per-subreddit", "4", "--rows-per-file", "100"],
         cwd=ROOT, check=True, capture_output=True, timeout=120,
     )  # fmt: skip
     inputs = sorted((data / "chains").rglob("*.parquet"))
