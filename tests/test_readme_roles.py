@@ -237,9 +237,10 @@ def test_every_role_runs_as_the_readme_writes_it_and_the_password_shows_nowhere(
     run = {role: localise(cmd, port, data) for role, cmd in commands.items() if role != "export"}
     assert commands["export"].startswith("export EMBEDFLEET_REDIS_PASSWORD=")
 
-    # 1. Redis, by hand as the README writes it.
+    # 1. Redis, by hand as the README writes it: Redis 7, outside the venv.
     (tmp_path / "redis").mkdir()
-    server = procs.start("redis", run["redis"], env=env)
+    outside = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if Path(p) != VENV / "bin")
+    server = procs.start("redis", run["redis"], env={**env, "PATH": outside})
     client = redis.Redis(port=port, password=SECRET, socket_timeout=2, socket_connect_timeout=2)
 
     def redis_up() -> bool:
