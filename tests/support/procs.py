@@ -89,15 +89,17 @@ class ProcessGroup:
         argv: Sequence[str],
         env: Mapping[str, str] | None = None,
         prefix: Sequence[str] = (),
+        cwd: Path | None = None,
     ) -> Managed:
-        """Start ``prefix + argv`` (e.g. ``ip netns exec NS``) with ``env`` added."""
+        """Start ``prefix + argv`` (e.g. ``ip netns exec NS``) with ``env`` added,
+        in ``cwd`` (default: the repository root)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_dir / f"{name}.{len(self.started)}.log"
         full_env = {**os.environ, **(env or {})}
         with open(log, "wb") as out:
             proc = subprocess.Popen(
                 [*prefix, *argv],
-                cwd=ROOT,
+                cwd=cwd or ROOT,
                 env=full_env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,

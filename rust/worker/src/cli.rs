@@ -4,7 +4,7 @@
 //! assembly of a `Worker` from them.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +18,7 @@ use crate::batching::{Embedder, OnnxEmbedder, CPU_TOKEN_BUDGET, CUDA_TOKEN_BUDGE
 use crate::bus::RedisBus;
 use crate::error::{Result, WorkerError};
 use crate::limits::{cap_open_files, parse_size, MemoryBudget};
+use crate::locate::find_model_dir;
 use crate::model::{Device, ModelDir, OnnxModel, Precision};
 use crate::output::Provenance;
 use crate::paths::DataRoots;
@@ -27,9 +28,6 @@ use crate::runtime::{Worker, WorkerConfig};
 use crate::settings::{switched_off, RedisSettings, ENV_REUSE, ENV_REUSE_URL};
 use crate::stand_in::{HashEmbedder, SimulatedEmbedder};
 use crate::tokenize::TextTokenizer;
-
-/// Default model directory, relative to the working directory.
-pub const DEFAULT_MODEL_DIR: &str = "models/onnx/minilm";
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum DeviceArg {
@@ -103,7 +101,7 @@ pub struct Args {
     /// DEBUG, INFO, WARNING or ERROR
     #[arg(long, default_value = "INFO")]
     pub log_level: String,
-    /// ONNX model directory (default: models/onnx/minilm, else model/ next to the binary)
+    /// ONNX model directory (default: models/onnx/minilm, else model/ beside or above the binary, else the export of the clone it was built from)
     #[arg(long, env = "EMBEDFLEET_MODEL_DIR")]
     pub model_dir: Option<PathBuf>,
     /// ONNX Runtime intra-op threads (default: all cores)
@@ -165,25 +163,6 @@ pub fn hostname() -> String {
     }
 }
 
-fn model_dir(arg: Option<&Path>) -> PathBuf {
-    if let Some(p) = arg {
-        return p.to_path_buf();
-    }
-    let local = PathBuf::from(DEFAULT_MODEL_DIR);
-    if local.is_dir() {
-        return local;
-    }
-    let exe = std::env::current_exe().ok();
-    let dir = exe
-        .as_deref()
-        .and_then(Path::parent)
-        .unwrap_or(Path::new("."));
-    [dir.join("../model"), dir.join("model")]
-        .into_iter()
-        .find(|p| p.is_dir())
-        .unwrap_or(local)
-}
-
 fn data_roots(a: &Args) -> Result<DataRoots> {
     let (inp, out) = match (
         a.input_root.as_ref().or(a.data_root.as_ref()),
@@ -206,7 +185,7 @@ fn data_roots(a: &Args) -> Result<DataRoots> {
 }
 
 fn embedder(a: &Args, memory: MemoryBudget) -> Result<Box<dyn Embedder>> {
-    let dir = ModelDir::open(&model_dir(a.model_dir.as_deref()))?;
+    let dir = ModelDir::open(&find_model_dir(a.model_dir.as_deref())?)?;
     if a.embedder == EmbedderArg::Hash {
         return Ok(Box::new(HashEmbedder::new(
             dir.model_id(),

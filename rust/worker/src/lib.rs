@@ -8,7 +8,8 @@
 //! retry, dead letters, registry, controls, events), `runtime` (the worker
 //! loop: signals, watchdog, heartbeats, backoff), `pipeline` (one job: read,
 //! clean, deduplicate, embed, write) over `input`, `clean`, `output`,
-//! `paths`; `model` (tokenizer + ONNX session) and `batching`; `textkey`
+//! `paths`; `model` (tokenizer + ONNX session), `locate` (where ONNX Runtime and
+//! the model are found) and `batching`; `textkey`
 //! and `reuse` (a text's identity and the fleet's reuse store); `limits`
 //! (memory and open-file ceilings); `settings` (Redis URL, redaction).
 
@@ -22,6 +23,7 @@ pub mod input;
 pub mod input_raw;
 pub mod keeper;
 pub mod limits;
+pub mod locate;
 pub mod logging;
 pub mod model;
 pub mod output;

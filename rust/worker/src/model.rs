@@ -2,9 +2,9 @@
 //! The ONNX model directory written by `python -m models.export_onnx` and an
 //! ONNX Runtime session over it.
 //!
-//! ONNX Runtime is loaded at run time from `ORT_DYLIB_PATH`, else from next to
-//! the binary (`./`, `./lib`, `../lib`): the library inside the `onnxruntime`
-//! wheel, so nothing is downloaded or linked at build time. ort 2.0.0-rc.15 is
+//! ONNX Runtime is loaded at run time from `ORT_DYLIB_PATH`, else from where
+//! the project installs it (beside the binary, or the venv's `onnxruntime`
+//! wheel: `crate::locate`), so nothing is downloaded or linked at build time. ort 2.0.0-rc.15 is
 //! the release built against ONNX Runtime 1.31; it asks the library for API
 //! version 17 only, so any ONNX Runtime from 1.17 on loads.
 //!
@@ -25,13 +25,12 @@ use ort::value::Tensor;
 use serde::Deserialize;
 
 use crate::error::{Result, WorkerError};
+use crate::locate::find_onnxruntime;
 
 /// Manifest file of an ONNX model directory.
 pub const MANIFEST: &str = "embedfleet_model.json";
 /// Manifest variant with int8 weights, for CPUs with VNNI.
 pub const INT8_VNNI: &str = "int8_vnni";
-/// Environment variable naming the ONNX Runtime library.
-pub const ENV_ORT: &str = "ORT_DYLIB_PATH";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Device {
@@ -156,45 +155,6 @@ pub fn cpu_has_vnni() -> bool {
     {
         false
     }
-}
-
-/// The ONNX Runtime library: `ORT_DYLIB_PATH`, else next to the binary.
-pub fn find_onnxruntime() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os(ENV_ORT).filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        return if p.is_file() {
-            Ok(p)
-        } else {
-            Err(WorkerError::Usage(format!(
-                "{ENV_ORT}={} is not a file",
-                p.display()
-            )))
-        };
-    }
-    let exe = std::env::current_exe()
-        .map_err(|e| WorkerError::Usage(format!("cannot locate the binary: {e}")))?;
-    let dir = exe.parent().unwrap_or(Path::new("."));
-    for d in [dir.to_path_buf(), dir.join("lib"), dir.join("../lib")] {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        let mut found: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("libonnxruntime.so"))
-            })
-            .collect();
-        found.sort();
-        if let Some(p) = found.into_iter().next() {
-            return Ok(p);
-        }
-    }
-    Err(WorkerError::Usage(format!(
-        "ONNX Runtime library not found: set {ENV_ORT} to libonnxruntime.so (the onnxruntime wheel has it under \
-         onnxruntime/capi/) or put it next to the binary"
-    )))
 }
 
 /// Load ONNX Runtime once per process.
