@@ -1,7 +1,8 @@
-"""What a lane holds, as one query: entries waiting for a worker, entries in
-flight (pending with a consumer) and retries waiting out their backoff. The
-status API's lane table and a burst worker's "anything left?" both read it
-(the Rust worker's twin is ``RedisBus::backlog``)."""
+"""What a lane holds: entries waiting for a worker, entries in flight (pending
+with a consumer) and retries waiting out their backoff. The status API's lane
+table reads ``lane_counts``; a burst worker's "anything left?" is
+``backlog``, one script read at one instant (the Rust worker's twin,
+``RedisBus::backlog``, runs the same ``bus/lua/backlog.lua``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import redis
 
 from bus import constants as c
 from bus.keys import Keys
+from bus.redis_transport import script_source
 from bus.replies import as_text
 
 _COUNT_CHUNK = 1000
@@ -40,8 +42,22 @@ def lane_counts(client: redis.Redis, keys: Keys, lane: str) -> LaneCounts:
 
 
 def backlog(client: redis.Redis, keys: Keys, lanes: list[str]) -> int:
-    """Jobs outstanding on some lanes (``--burst`` exits at 0)."""
-    return sum(lane_counts(client, keys, lane).outstanding for lane in lanes)
+    """Jobs outstanding on some lanes (``--burst`` exits at 0), read at one
+    instant by ``bus/lua/backlog.lua``: counted lane by lane, a job moving
+    between a lane's pending list, its delayed set and its stream could be
+    missed, and a burst worker leave work behind."""
+    if not lanes:
+        return 0
+    global _BACKLOG
+    if _BACKLOG is None:
+        _BACKLOG = client.register_script(script_source("backlog"))
+    lane_keys = [k for lane in lanes for k in (keys.queue(lane), keys.delayed(lane))]
+    return int(_BACKLOG(keys=lane_keys, args=[c.GROUP], client=client))
+
+
+_BACKLOG: Any = None
+"""``backlog.lua`` as a redis-py Script (EVALSHA, loading the script on a
+server that lacks it); each call passes its own client."""
 
 
 def _group_counts(client: redis.Redis, stream: str) -> tuple[int, int]:

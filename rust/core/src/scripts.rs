@@ -12,9 +12,10 @@ pub const TRIM: &str = include_str!("../../../bus/lua/trim.lua");
 pub const HEARTBEAT: &str = include_str!("../../../bus/lua/heartbeat.lua");
 pub const REUSE_CLAIM: &str = include_str!("../../../bus/lua/reuse_claim.lua");
 pub const REUSE_PUT: &str = include_str!("../../../bus/lua/reuse_put.lua");
+pub const BACKLOG: &str = include_str!("../../../bus/lua/backlog.lua");
 
 /// Every script by name, as `bus/redis_transport.py` names them.
-pub const ALL: [(&str, &str); 10] = [
+pub const ALL: [(&str, &str); 11] = [
     ("enqueue", ENQUEUE),
     ("renew", RENEW),
     ("complete", COMPLETE),
@@ -25,4 +26,5 @@ pub const ALL: [(&str, &str); 10] = [
     ("heartbeat", HEARTBEAT),
     ("reuse_claim", REUSE_CLAIM),
     ("reuse_put", REUSE_PUT),
+    ("backlog", BACKLOG),
 ];

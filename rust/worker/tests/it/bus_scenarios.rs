@@ -268,3 +268,25 @@ fn lanes_are_served_in_priority_order() {
     bus.complete("w", &second, 1, false).unwrap();
     assert_eq!(bus.backlog(&lanes).unwrap(), 0);
 }
+
+#[test]
+fn backlog_counts_undelivered_pending_and_delayed_jobs_in_one_read() {
+    let mut bus = common::bus("backlog", 60_000);
+    let lanes = vec!["default".to_string(), "gpu".to_string()];
+    bus.ensure_lanes(&lanes).unwrap();
+    assert_eq!(bus.backlog(&lanes).unwrap(), 0);
+    assert_eq!(bus.backlog(&[]).unwrap(), 0);
+    for i in 0..3 {
+        let path = format!("chains/a/x/{i}.parquet");
+        let job = Job::create(&path, "1-1", "m", None, "text", None, "default").unwrap();
+        bus.enqueue(&job).unwrap();
+    }
+    let held = bus.claim("w", &lanes, 10).unwrap().unwrap();
+    let retried = bus.claim("w", &lanes, 10).unwrap().unwrap();
+    bus.retry("w", &retried, "boom", 60_000).unwrap();
+    // One undelivered, one in flight, one waiting out its backoff.
+    assert_eq!(bus.backlog(&lanes).unwrap(), 3);
+    assert_eq!(bus.backlog(&["gpu".to_string()]).unwrap(), 0);
+    bus.complete("w", &held, 1, false).unwrap();
+    assert_eq!(bus.backlog(&lanes).unwrap(), 2);
+}
