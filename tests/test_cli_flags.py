@@ -206,7 +206,12 @@ def test_manager_status_reads_the_output_root_from_the_environment(
     from manager import status_view
 
     seen: list[Path | None] = []
-    monkeypatch.setattr(status_view, "main", lambda settings, run_dir, output_root, *_: seen.append(output_root) or 0)
+
+    def status_main(settings: object, run_dir: Path | None, output_root: Path | None, *_: object) -> int:
+        seen.append(output_root)
+        return 0
+
+    monkeypatch.setattr(status_view, "main", status_main)
     monkeypatch.setenv("EMBEDFLEET_DATA_ROOT", str(tmp_path / "d"))
     assert manager("status") == 0
     monkeypatch.setenv("EMBEDFLEET_OUTPUT_ROOT", str(tmp_path / "o"))
