@@ -24,7 +24,10 @@ def test_quantisation_warns_and_logs_nothing(tmp_path: Path, caplog: pytest.LogC
     rng = np.random.default_rng(0)
     src = tmp_path / "tiny.onnx"
     _tiny_model(src, rng)
-    feeds = {"x": rng.standard_normal((2, 5, 8)).astype(np.float32), "attention_mask": np.ones((2, 5), np.int64)}
+    feeds: dict[str, np.ndarray] = {
+        "x": rng.standard_normal((2, 5, 8)).astype(np.float32),
+        "attention_mask": np.ones((2, 5), np.int64),
+    }
     caplog.set_level(logging.INFO)
     for alpha in (0.65, 0.0):
         with warnings.catch_warnings():
@@ -76,6 +79,7 @@ def test_a_quiet_umap_fit_says_nothing(caplog: pytest.LogCaptureFixture) -> None
 def test_real_umap_on_a_graph_in_pieces_prints_no_warning(caplog: pytest.LogCaptureFixture) -> None:
     """Thirty tight groups far apart: umap-learn's graph falls apart in
     pieces and it warns; none of it reaches the user."""
+    import umap  # noqa: F401  # imported first: its ImportWarning (no TensorFlow) is hidden by Python's default filters
     from clusterer.backend import CpuBackend
     from clusterer.reduce import umap_sample
 
