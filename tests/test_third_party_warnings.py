@@ -80,6 +80,7 @@ def test_real_umap_on_a_graph_in_pieces_prints_no_warning(caplog: pytest.LogCapt
     """Thirty tight groups far apart: umap-learn's graph falls apart in
     pieces and it warns; none of it reaches the user."""
     import umap  # noqa: F401  # imported first: its ImportWarning (no TensorFlow) is hidden by Python's default filters
+
     from clusterer.backend import CpuBackend
     from clusterer.reduce import umap_sample
 
