@@ -144,10 +144,9 @@ def test_the_workers_table_agrees_with_the_rust_worker() -> None:
     helptext = subprocess.run(
         [str(rust_worker_binary()), "--help"], capture_output=True, text=True, timeout=30, check=True
     ).stdout
-    blocks = {
-        m.group(1): m.group(0)
-        for m in re.finditer(r"^\s+(?:-\w, )?--([a-z0-9-]+)[^\n]*\n(?:(?!\s+(?:-\w, )?--)[^\n]*\n)*", helptext, re.M)
-    }
+    # An option's line is indented at most 6 spaces, its description 10.
+    option = r"^ {1,6}(?:-\w, )?--([a-z0-9-]+)[^\n]*\n(?:(?! {1,6}(?:-\w, )?--)[^\n]*\n)*"
+    blocks = {m.group(1): m.group(0) for m in re.finditer(option, helptext, re.M)}
     compared = 0
     for row_flags, default, which in worker_rows():
         if not which.startswith(("both", "Rust")):
