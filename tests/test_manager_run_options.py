@@ -44,7 +44,7 @@ def test_run_copies_the_id_column_and_keeps_serving_until_sigint(
         out = data / "embeddings" / path.relative_to(data / "chains")
         got = pq.read_table(out, columns=["row", "id"]).to_pydict()
         want = pq.read_table(path, columns=["id"]).column("id").to_pylist()
-        assert [want[r] for r in got["row"]] == got["id"] and len(got["id"]) == len(want), out
+        assert got["id"] and [want[r] for r in got["row"]] == got["id"], out  # rows without text have no output
 
 
 def test_run_refuses_a_missing_checkpoint_before_writing_anything(tmp_path: Path) -> None:
