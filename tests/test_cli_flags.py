@@ -104,7 +104,7 @@ def test_the_rust_worker_lists_and_accepts_the_storage_flags() -> None:
     for flag, aliases in STORAGE.items():
         assert flag in helptext
         for alias in aliases:
-            assert re.search(rf"aliases?: [^\]]*{alias.lstrip('-')}\b", helptext), f"no alias {alias}"
+            assert re.search(rf"alias(?:es)?: [^\]]*{alias.lstrip('-')}\b", helptext), f"no alias {alias}"
 
 
 def _stated_default(parser: argparse.ArgumentParser, action: argparse.Action) -> str:

@@ -152,7 +152,7 @@ def test_the_workers_table_agrees_with_the_rust_worker() -> None:
         if not which.startswith(("both", "Rust")):
             continue
         for flag in row_flags:
-            assert re.search(rf"(--|aliases?: [^\]]*){re.escape(flag.lstrip('-'))}\b", helptext), f"Rust: no {flag}"
+            assert re.search(rf"(--|alias(?:es)?: [^\]]*){re.escape(flag.lstrip('-'))}\b", helptext), f"Rust: no {flag}"
         vals = values(default)
         if vals and len(vals) == 1 and len(row_flags) == 1 and row_flags[0].lstrip("-") in blocks:
             assert f"[default: {vals[0]}]" in blocks[row_flags[0].lstrip("-")], (row_flags, vals)
