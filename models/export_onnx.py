@@ -341,7 +341,13 @@ def export(model_dir: Path, output: Path, alpha: float = DEFAULT_ALPHA, vnni: bo
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m models.export_onnx", description=__doc__.split("\n")[0])
+    from bus.cli_options import DefaultsHelpFormatter
+
+    p = argparse.ArgumentParser(
+        prog="python -m models.export_onnx",
+        description=__doc__.split("\n")[0],
+        formatter_class=DefaultsHelpFormatter,
+    )
     p.add_argument("--model", help="sentence-transformers directory or installed package (default: the PyPI model)")
     p.add_argument("--output", type=Path, default=Path("models/onnx/minilm"), help="directory to write")
     p.add_argument("--smooth-alpha", type=float, default=DEFAULT_ALPHA, help="int8 smoothing strength (0: none)")
