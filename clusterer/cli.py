@@ -12,37 +12,56 @@ import os
 import sys
 from pathlib import Path
 
+from bus.cli_options import (
+    SUBREDDITS_LIST_FLAGS,
+    TEXT_COLUMN_FLAGS,
+    DefaultsHelpFormatter,
+    add_root_options,
+    roots,
+)
 from bus.errors import BusUnavailable
 from bus.settings import ENV_NAMESPACE, ENV_URL
 from clusterer.completeness import AmbiguousRun, IncompleteRun, NothingToCluster
-from clusterer.config import DEFAULT_QUEUE, DEVICES, DTYPES, REDUCERS, ClusterConfig, roots_from_env
+from clusterer.config import DEFAULT_QUEUE, DEVICES, DTYPES, REDUCERS, ClusterConfig
 from clusterer.progress import Progress
 
 EXIT_INCOMPLETE, EXIT_EMPTY, EXIT_REMOTE, EXIT_BUS = 3, 4, 5, 6
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m clusterer", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m clusterer", description=__doc__.splitlines()[0], formatter_class=DefaultsHelpFormatter
+    )
     d = ClusterConfig(Path("."), Path("."))
     g = p.add_argument_group("data")
-    g.add_argument("--data-root", help="input and output root at once (env EMBEDFLEET_DATA_ROOT)")
-    g.add_argument("--input-root", help="root holding chains/ (env EMBEDFLEET_INPUT_ROOT)")
-    g.add_argument("--output-root", help="root holding embeddings/ (env EMBEDFLEET_OUTPUT_ROOT)")
-    g.add_argument("--out", help="result directory (default <output-root>/clusters)")
-    g.add_argument("--text-column", default=d.text_column, help="text column of the inputs (default %(default)s)")
+    add_root_options(g)
+    g.add_argument("--out", help="result directory (default: <output-root>/clusters)")
+    g.add_argument(
+        *TEXT_COLUMN_FLAGS,
+        dest="text_column",
+        default=d.text_column,
+        help="text column of the inputs (for keywords and examples)",
+    )
     g.add_argument("--model", help="cluster the outputs of this model id (default: the only one found)")
     g.add_argument(
-        "--subreddits-list", help="checkpoint naming the subreddits (default <input-root>/subreddits_list.json)"
+        *SUBREDDITS_LIST_FLAGS,
+        dest="subreddits_list",
+        metavar="FILE",
+        help="checkpoint naming the subreddits (default: <input-root>/subreddits_list.json)",
     )
     g.add_argument("--allow-partial", action="store_true", help="cluster an incomplete run instead of refusing")
     g.add_argument(
         "--redis-url", default=os.environ.get(ENV_URL), help=f"also ask the bus for queued jobs (env {ENV_URL})"
     )
-    g.add_argument("--namespace", default=os.environ.get(ENV_NAMESPACE), help=f"bus key prefix (env {ENV_NAMESPACE})")
+    g.add_argument(
+        "--namespace",
+        default=os.environ.get(ENV_NAMESPACE),
+        help=f"bus key prefix (env {ENV_NAMESPACE}; default: embedfleet)",
+    )
     m = p.add_argument_group("method")
     m.add_argument("--reducer", choices=REDUCERS, default=d.reducer, help="dimension reduction (default %(default)s)")
     m.add_argument("--pca-dims", type=int, default=d.pca_dims, help="PCA dimensions (default %(default)s)")
-    m.add_argument("--dims", type=int, help="dimensions HDBSCAN runs in (default 5 with UMAP, 10 with pca)")
+    m.add_argument("--dims", type=int, help="dimensions HDBSCAN runs in (default: 5 with UMAP, 10 with pca)")
     m.add_argument(
         "--umap-neighbors", type=int, default=d.umap_neighbors, help="UMAP n_neighbors (default %(default)s)"
     )
@@ -121,9 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(a: argparse.Namespace) -> ClusterConfig:
-    env_in, env_out = roots_from_env()
-    input_root = a.input_root or a.data_root or env_in
-    output_root = a.output_root or a.data_root or env_out
+    r = roots(a)
+    input_root, output_root = r.input, r.output
     if not input_root or not output_root:
         raise ValueError("say where the data is: --data-root, or --input-root and --output-root")
     if a.remote and not a.redis_url:

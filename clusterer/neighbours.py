@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from bus.cli_options import TEXT_COLUMN_FLAGS, DefaultsHelpFormatter, add_root_options, roots
 from clusterer.ann import load_index, search
-from clusterer.config import roots_from_env
 from clusterer.outputs import CLUSTERS_FILE
 from clusterer.progress import Progress
 from clusterer.report_text import snippet
@@ -37,15 +37,17 @@ class NotFound(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m clusterer neighbours", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m clusterer neighbours",
+        description=__doc__.splitlines()[0],
+        formatter_class=DefaultsHelpFormatter,
+    )
     p.add_argument("text", nargs="?", help="the text to start from (embedded with the model)")
     p.add_argument("--like", metavar="PATH:ROW", help="start from this row of the run instead (input path and row)")
     p.add_argument("-k", type=int, default=10, help="texts to show (default %(default)s)")
-    p.add_argument("--data-root", help="input and output root at once (env EMBEDFLEET_DATA_ROOT)")
-    p.add_argument("--input-root", help="root holding chains/ (env EMBEDFLEET_INPUT_ROOT)")
-    p.add_argument("--output-root", help="root holding clusters/ (env EMBEDFLEET_OUTPUT_ROOT)")
-    p.add_argument("--out", help="the clustering's directory (default <output-root>/clusters)")
-    p.add_argument("--text-column", default="text", help="text column of the inputs (default %(default)s)")
+    add_root_options(p, output_help="root holding clusters/")
+    p.add_argument("--out", help="the clustering's directory (default: <output-root>/clusters)")
+    p.add_argument(*TEXT_COLUMN_FLAGS, dest="text_column", default="text", help="text column of the inputs")
     p.add_argument("--model-dir", type=Path, help="model directory (default: the PyPI model package)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     return p
@@ -117,9 +119,8 @@ def main(argv: list[str]) -> int:
     a = parser.parse_args(argv)
     if bool(a.text) == bool(a.like):
         parser.error("give a text or --like PATH:ROW (one of them)")
-    env_in, env_out = roots_from_env()
-    input_root = a.input_root or a.data_root or env_in
-    output_root = a.output_root or a.data_root or env_out
+    where = roots(a)
+    input_root, output_root = where.input, where.output
     if not input_root or (not output_root and not a.out):
         parser.error("say where the run is: --data-root, or --input-root and --output-root (or --out)")
     out = Path(a.out) if a.out else Path(str(output_root)) / "clusters"

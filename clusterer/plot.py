@@ -23,6 +23,7 @@ import numpy as np
 
 from clusterer.backend import Backend
 from clusterer.glyphs import map_fonts, visible
+from clusterer.reduce import fit_umap
 
 MAP_EPOCHS = 150
 """UMAP epochs for the map: its input is already low-dimensional and well
@@ -47,7 +48,7 @@ def layout(backend: Backend, points: np.ndarray, use_umap: bool, seed: int) -> n
     model = backend.umap(
         n_components=2, n_neighbors=min(15, len(points) - 1), seed=seed, epochs=MAP_EPOCHS, min_dist=0.1
     )
-    return np.asarray(model.fit_transform(points), dtype=np.float32)
+    return fit_umap(model, points, "map layout (UMAP)")
 
 
 LABEL_OFFSETS = [(0, 0), (0, 14), (0, -14), (28, 0), (-28, 0), (0, 28), (0, -28), (36, 16), (-36, 16), (36, -16)]

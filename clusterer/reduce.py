@@ -4,16 +4,33 @@ a stream, then UMAP on the sample only.
 PCA is a plain eigen-decomposition of the sample's covariance (384 x 384):
 exact, deterministic (signs fixed), and applied batch by batch, so the full
 384-dimensional matrix is never held in memory.
+
+umap-learn warns "Graph is not fully connected" when the neighbour graph
+falls apart in pieces (tight groups of near-identical texts), then
+"Spectral initialisation failed" once per piece whose eigenvectors it cannot
+solve for (too small an eigengap), up to dozens of times in one run, and lays
+those pieces out from random points, as it says. Neither is something a user
+can act on: ``fit_umap`` counts them into one line of ours and lets every
+other warning through.
 """
 
 from __future__ import annotations
 
+import logging
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from clusterer.backend import Backend
+
+log = logging.getLogger("embedfleet.clusterer")
+
+SPECTRAL_FAILED = "Spectral initialisation failed"
+"""The start of umap-learn's warning when its spectral initialisation gives up."""
+DISCONNECTED = "Graph is not fully connected"
+"""The start of umap-learn's warning when the neighbour graph is in pieces."""
 
 
 @dataclass(frozen=True)
@@ -65,5 +82,34 @@ def umap_sample(backend: Backend, x: np.ndarray, dims: int, neighbors: int, seed
     """UMAP of the sample into ``dims`` dimensions (HDBSCAN's space)."""
     n_neighbors = max(2, min(neighbors, len(x) - 1))
     model = backend.umap(n_components=dims, n_neighbors=n_neighbors, seed=seed)
-    points = np.asarray(model.fit_transform(x), dtype=np.float32)
+    points = fit_umap(model, x)
     return Reduced(points, model)
+
+
+def fit_umap(model: Any, x: np.ndarray, what: str = "UMAP") -> np.ndarray:
+    """``model.fit_transform(x)`` as float32, its spectral-initialisation
+    warnings counted into one log line (module docstring); any other warning
+    is passed on as it came."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        points = np.asarray(model.fit_transform(x), dtype=np.float32)
+    failed, disconnected = 0, False
+    for w in caught:
+        text = str(w.message)
+        if issubclass(w.category, UserWarning) and text.startswith(SPECTRAL_FAILED):
+            failed += 1
+        elif issubclass(w.category, UserWarning) and text.startswith(DISCONNECTED):
+            disconnected = True
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    if failed or disconnected:
+        log.warning(
+            "%s: the neighbour graph of %d points is %s; %s",
+            what,
+            len(x),
+            "in several pieces" if disconnected else "connected",
+            f"the spectral start failed on {failed} of them (too small an eigengap): they started from random points"
+            if failed
+            else "each piece was laid out on its own",
+        )
+    return points

@@ -29,7 +29,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m corpus", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument(
-        "--output", type=Path, required=True, metavar="DIR", help="input root to write chains/ under (required)"
+        "--output",
+        "--data-root",
+        "--input-root",
+        dest="output",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="the root to write chains/ under: the other roles' --data-root or --input-root (required)",
     )
     p.add_argument("--mode", choices=MODES, default="chains", help="corpus shape (default: %(default)s)")
     p.add_argument(

@@ -26,12 +26,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bus.cli_options import ENV_DATA_ROOT, ENV_INPUT_ROOT, DefaultsHelpFormatter, add_root_options, roots
+from bus.constants import DEFAULT_NAMESPACE
 from bus.errors import BusUnavailable, EmbedfleetError
 from bus.redis_transport import RedisTransport, connect, set_retries
 from bus.settings import ENV_NAMESPACE, ENV_URL, RedisSettings
 from manager import actions, startup
 from manager.auth import InsecureBind, check_bind, token_from_env
 from manager.redaction import Redactor, install_log_redaction
+from manager.scan_cli import add_job_options
 from manager.state import Interrupted
 
 log = logging.getLogger("embedfleet.manager")
@@ -44,7 +47,11 @@ def _bus_options(p: argparse.ArgumentParser) -> None:
         default=os.environ.get(ENV_URL),
         help=f"redis://[user:pass@]host:port/db (env {ENV_URL}; password also from EMBEDFLEET_REDIS_PASSWORD)",
     )
-    p.add_argument("--namespace", default=os.environ.get(ENV_NAMESPACE), help=f"key prefix (env {ENV_NAMESPACE})")
+    p.add_argument(
+        "--namespace",
+        default=os.environ.get(ENV_NAMESPACE),
+        help=f"key prefix (env {ENV_NAMESPACE}; default: {DEFAULT_NAMESPACE})",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> RedisSettings:
@@ -62,16 +69,17 @@ def redact_logs(settings: RedisSettings | None = None, token: str | None = None)
 def register(sub: Any) -> None:
     """Add this module's subcommands to ``python -m manager``."""
     _register_serve(sub)
-    p = sub.add_parser("status", help="the run and the fleet in the terminal")
+    p = sub.add_parser("status", help="the run and the fleet in the terminal", formatter_class=DefaultsHelpFormatter)
     _bus_options(p)
-    p.add_argument("--run-dir", type=Path, help="run directory (default: the latest under --output/runs)")
-    p.add_argument("--output", "--output-root", dest="output_root", type=Path, help="output root")
+    p.add_argument("--run-dir", type=Path, help="run directory (default: the latest under <output-root>/runs)")
+    add_root_options(p, with_input=False, output_help="output root (holds runs/)")
     p.add_argument("--watch", nargs="?", const=2.0, type=float, metavar="SECONDS", help="refresh until Ctrl-C")
     p.add_argument("--json", action="store_true", help="print the snapshot as JSON")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser(
         "verify-journal",
+        formatter_class=DefaultsHelpFormatter,
         help="check a journal's hash chain and, with --redis-url, its completeness (exit 1: tampered or incomplete)",
     )
     p.add_argument("path", type=Path, help="events.jsonl or its run directory")
@@ -85,28 +93,32 @@ def register(sub: Any) -> None:
         ("drain", "each worker exits after its current job"),
         ("requeue-failed", "put every dead-lettered job back on its lane"),
     ]:
-        p = sub.add_parser(name, help=helptext)
+        p = sub.add_parser(name, help=helptext, formatter_class=DefaultsHelpFormatter)
         _bus_options(p)
         p.set_defaults(func=cmd_action, action=name)
 
 
 def _register_serve(sub: Any) -> None:
-    p = sub.add_parser("serve", help="scan, enqueue, coordinate the run, serve status and dashboard")
+    p = sub.add_parser(
+        "serve",
+        help="scan, enqueue, coordinate the run, serve status and dashboard",
+        formatter_class=DefaultsHelpFormatter,
+    )
     _bus_options(p)
-    p.add_argument("--input", "--input-root", dest="input_root", type=Path, required=True, help="input root")
-    p.add_argument("--output", "--output-root", dest="output_root", type=Path, help="output root (default: input)")
-    p.add_argument("--model", help="model id (default: the installed all-MiniLM-L6-v2)")
-    p.add_argument("--column", default="text")
-    p.add_argument("--id-column")
-    p.add_argument("--rows-per-part", type=int, default=200_000)
-    p.add_argument("--subreddits", type=Path, help="subreddits_list.json checkpoint")
+    add_root_options(
+        p,
+        input_help="input root (holds chains/); required, by a flag or the environment",
+        output_help="output root (holds embeddings/, runs/)",
+        output_default="the input root",
+    )
+    add_job_options(p)
     p.add_argument("--route", action="append", default=[], help="'<subreddit glob>=<lane>' (repeatable)")
     p.add_argument("--route-size", action="append", default=[], help="'<bytes>=<lane>': inputs at least this big")
-    p.add_argument("--run-dir", type=Path, help="default: <output>/runs/<run id>")
+    p.add_argument("--run-dir", type=Path, help="run directory (default: <output-root>/runs/<run id>)")
     p.add_argument(
         "--host", default="127.0.0.1", help="API bind address (beyond loopback needs EMBEDFLEET_DASHBOARD_TOKEN)"
     )
-    p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="API and dashboard port")
     p.add_argument("--no-api", action="store_true", help="serve no API or dashboard")
     p.add_argument("--no-advertise", action="store_true", help="do not advertise the bus over mDNS")
     p.add_argument(
@@ -114,7 +126,9 @@ def _register_serve(sub: Any) -> None:
         help="run after embedding, e.g. 'python -m clusterer --data-root "
         "{output_root}' ({output_root}, {run_dir}, {run_id} filled in)",
     )
-    p.add_argument("--keep-serving", action="store_true", help="keep the dashboard up after the run ends")
+    p.add_argument(
+        "--keep-serving", action="store_true", help="keep the dashboard up after the run ends, until Ctrl-C or SIGTERM"
+    )
     p.add_argument(
         "--redis-wait",
         type=float,
@@ -128,6 +142,17 @@ def _register_serve(sub: Any) -> None:
         "default: leave it as set, else 1G); see docs/reuse.md",
     )
     p.set_defaults(func=cmd_serve)
+
+
+def input_root_of(args: argparse.Namespace) -> tuple[Path, Path]:
+    """The input and output roots of ``serve``: flags, then the environment;
+    no input root at all is a usage error."""
+    r = roots(args, output_defaults_to_input=True)
+    if r.input is None or r.output is None:
+        raise startup.StartupError(
+            f"no input root: pass --input-root (or --data-root), or set {ENV_INPUT_ROOT} or {ENV_DATA_ROOT}"
+        )
+    return r.input, r.output
 
 
 def _cluster_command(template: str, stop: threading.Event) -> Any:
@@ -213,8 +238,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             check_bind(args.host, token)
     except InsecureBind as e:
         raise startup.StartupError(str(e)) from None
-    startup.check_input_root(args.input_root)
-    startup.check_file(args.subreddits, "--subreddits")
+    input_root, output_root = input_root_of(args)
+    startup.check_input_root(input_root)
+    startup.check_file(args.subreddits_list, "--subreddits-list")
     startup.wait_for_redis(settings, args.redis_wait)
     if args.reuse_max_bytes is not None:
         error = set_reuse_ceiling(settings, args.reuse_max_bytes)
@@ -227,14 +253,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         model = model_id()
     co = _coordinator(
         settings,
-        output_root=args.output_root or args.input_root,
-        input_root=args.input_root,
+        output_root=output_root,
+        input_root=input_root,
         model=model,
         run_dir=args.run_dir,
-        column=args.column,
+        column=args.text_column,
         id_column=args.id_column,
         rows_per_part=args.rows_per_part,
-        subreddit_list=args.subreddits,
+        subreddit_list=args.subreddits_list,
         routes=Routes.parse(args.route, args.route_size),
         secrets=[token or ""],
         resume=True,
@@ -295,7 +321,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args) if args.redis_url else None
     redact_logs(settings)
-    return status_view.main(settings, args.run_dir, args.output_root, args.watch, args.json)
+    return status_view.main(settings, args.run_dir, roots(args).output, args.watch, args.json)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -23,9 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bus.cli_options import DATA_ROOT_FLAGS, ENV_DATA_ROOT, DefaultsHelpFormatter
 from bus.constants import INPUT_DIR
 from bus.settings import ENV_URL, RedisSettings
-from manager.startup import DEFAULT_REDIS_WAIT_S, settings_from_url, wait_for_redis
+from manager.scan_cli import add_job_options
+from manager.startup import DEFAULT_REDIS_WAIT_S, check_file, settings_from_url, wait_for_redis
 
 log = logging.getLogger("embedfleet.run")
 
@@ -41,17 +43,37 @@ class WorkerProc:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("run", help="the whole job on this machine (embedded Redis, sample data, both workers)")
-    p.add_argument("--data", type=Path, default=Path("data"), help="root holding chains/ (written if absent)")
-    p.add_argument("--redis-url", default=os.environ.get(ENV_URL), help="use this Redis instead of an embedded one")
+    p = sub.add_parser(
+        "run",
+        help="the whole job on this machine (embedded Redis, sample data, both workers)",
+        formatter_class=DefaultsHelpFormatter,
+    )
+    p.add_argument(
+        *DATA_ROOT_FLAGS,
+        "--data",
+        dest="data",
+        type=Path,
+        default=Path(os.environ.get(ENV_DATA_ROOT) or "data"),
+        metavar="DIR",
+        help=f"input and output root, holding chains/ (a sample is written if absent) (env {ENV_DATA_ROOT}; "
+        "default: data)",
+    )
+    p.add_argument(
+        "--redis-url",
+        default=os.environ.get(ENV_URL),
+        help=f"use this Redis instead of an embedded one (env {ENV_URL})",
+    )
+    add_job_options(p)
     p.add_argument("--worker-bin", type=Path, help="embedfleet-worker binary (skip the Rust worker if absent)")
-    p.add_argument("--onnx-dir", type=Path, default=Path("models/onnx/minilm"))
-    p.add_argument("--python-workers", type=int, default=1)
-    p.add_argument("--rust-workers", type=int, default=1)
-    p.add_argument("--rust-precision", default="int8", choices=["fp32", "int8"])
+    p.add_argument("--onnx-dir", type=Path, default=Path("models/onnx/minilm"), help="the Rust worker's model")
+    p.add_argument("--python-workers", type=int, default=1, help="Python workers started")
+    p.add_argument("--rust-workers", type=int, default=1, help="Rust workers started (with --worker-bin)")
+    p.add_argument("--rust-precision", default="int8", choices=["fp32", "int8"], help="the Rust workers' model")
     p.add_argument("--port", type=int, default=8377, help="dashboard port on 127.0.0.1 (0: no dashboard)")
     p.add_argument(
-        "--keep-serving", action="store_true", help="keep the dashboard up with the final state until Ctrl-C"
+        "--keep-serving",
+        action="store_true",
+        help="keep the dashboard up with the final state until Ctrl-C or SIGTERM",
     )
     p.add_argument(
         "--redis-wait",
@@ -175,11 +197,21 @@ def stop_workers(workers: list[WorkerProc], grace_s: float = 30.0) -> None:
             w.log_file.close()
 
 
-def run_clusterer(data: Path, env: dict[str, str], allow_partial: bool = False) -> dict[str, Any] | None:
+def run_clusterer(
+    data: Path, env: dict[str, str], allow_partial: bool = False, extra: tuple[str, ...] = ()
+) -> dict[str, Any] | None:
     """Cluster the run's outputs. ``allow_partial`` when jobs were dead-lettered, inputs were unreadable
     or cluster-now cut the run short: the clusters cover what was embedded and the report lists the rest
-    (the run still exits non-zero for the failures)."""
-    cmd = [sys.executable, "-m", "clusterer", "--data-root", str(data), *(["--allow-partial"] if allow_partial else [])]
+    (the run still exits non-zero for the failures). ``extra``: more clusterer flags."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "clusterer",
+        "--data-root",
+        str(data),
+        *(["--allow-partial"] if allow_partial else []),
+        *extra,
+    ]
     print("[run] clustering: " + " ".join(cmd[1:]))
     proc = subprocess.run(cmd, text=True, env=env)
     if proc.returncode != 0:
@@ -195,6 +227,18 @@ def run_clusterer(data: Path, env: dict[str, str], allow_partial: bool = False) 
     return {**{k: full[k] for k in keep if k in full}, "report": str(data / "clusters" / "report.html")}
 
 
+def clusterer_flags(a: argparse.Namespace) -> tuple[str, ...]:
+    """The job options the clusterer needs too (the text column, the checkpoint, the model)."""
+    flags: list[str] = []
+    if a.text_column != "text":
+        flags += ["--text-column", a.text_column]
+    if a.subreddits_list is not None:
+        flags += ["--subreddits-list", str(a.subreddits_list)]
+    if a.model:
+        flags += ["--model", a.model]
+    return tuple(flags)
+
+
 def main(a: argparse.Namespace) -> int:
     from bus.embedded import EmbeddedRedis
     from manager.coordinator import ClusterRequest, Coordinator
@@ -202,6 +246,7 @@ def main(a: argparse.Namespace) -> int:
     from models.source import model_id
 
     data: Path = a.data
+    check_file(a.subreddits_list, "--subreddits-list")
     data.mkdir(parents=True, exist_ok=True)
     ensure_corpus(data, a.sample_files, a.sample_rows)
     state_dir = data / ".embedfleet"
@@ -215,7 +260,17 @@ def main(a: argparse.Namespace) -> int:
             url = stack.enter_context(EmbeddedRedis(state_dir / "redis")).url
             print(f"[run] embedded Redis at {url} (AOF in {state_dir / 'redis'})")
             settings = RedisSettings.from_url(url)
-        coord = Coordinator(settings, output_root=data, input_root=data, model=model_id(), resume=True)
+        coord = Coordinator(
+            settings,
+            output_root=data,
+            input_root=data,
+            model=a.model or model_id(),
+            column=a.text_column,
+            id_column=a.id_column,
+            rows_per_part=a.rows_per_part,
+            subreddit_list=a.subreddits_list,
+            resume=True,
+        )
         terminated = threading.Event()
         if threading.current_thread() is threading.main_thread():  # SIGTERM: end the run (or the lingering) now
             signal.signal(signal.SIGTERM, lambda *_: _terminate(terminated, coord))
@@ -237,7 +292,7 @@ def main(a: argparse.Namespace) -> int:
             stopping.set()
             stop_workers(workers)
             failures = bool(coord.figures.tracker.dead) or bool(coord.figures.counters.scan_errors)
-            return run_clusterer(data, env, allow_partial=req.partial or failures)
+            return run_clusterer(data, env, allow_partial=req.partial or failures, extra=clusterer_flags(a))
 
         t0 = time.monotonic()
         progress = EmbeddingProgress(coord.run_status, every_s=a.progress_every).start()

@@ -1,10 +1,13 @@
 """``python -m manager scan``: scan the input tree, enqueue what is missing.
 
-    python -m manager scan --input ROOT --output ROOT [--dry-run] [--watch SECONDS]
-        [--column text] [--id-column id] [--rows-per-part N] [--subreddits FILE]
+    python -m manager scan --input-root ROOT [--output-root ROOT] [--dry-run] [--watch SECONDS]
+        [--text-column text] [--id-column id] [--rows-per-part N] [--subreddits-list FILE]
         [--route 'pattern=lane' ...] [--route-size 'BYTES=lane' ...]
         [--redis-url URL] [--namespace NS] [--delete-orphans] [--reconcile] [--redo]
 
+``--data-root`` names both roots at once; without flags the roots come from
+``EMBEDFLEET_INPUT_ROOT``/``EMBEDFLEET_OUTPUT_ROOT``, then
+``EMBEDFLEET_DATA_ROOT``; the output root defaults to the input root.
 ``--dry-run`` prints per-subreddit counts and enqueues nothing. ``--watch``
 re-scans every SECONDS for new or changed files (the footer cache makes a
 re-scan cheap) until Ctrl-C. Problems found on the way (unreadable
@@ -24,7 +27,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bus.constants import DEFAULT_ROWS_PER_PART
+from bus.cli_options import (
+    ENV_DATA_ROOT,
+    ENV_INPUT_ROOT,
+    SUBREDDITS_LIST_FLAGS,
+    TEXT_COLUMN_FLAGS,
+    RawDescriptionDefaultsHelpFormatter,
+    add_root_options,
+    roots,
+)
+from bus.constants import DEFAULT_NAMESPACE, DEFAULT_ROWS_PER_PART
 from bus.errors import EmbedfleetError
 from bus.settings import ENV_NAMESPACE, ENV_URL, RedisSettings
 from manager import scan
@@ -36,32 +48,43 @@ ISSUES_SHOWN = 50
 COLUMNS = ("files", "up_to_date", "missing", "modified", "split_parts", "jobs", "orphans", "errors")
 
 
-def register(sub: Any) -> None:
-    p = sub.add_parser(
-        "scan",
-        help="scan the input tree and enqueue the missing jobs",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--input", required=True, type=Path, help="input root (holds chains/<suffix>/<subreddit>/)")
-    p.add_argument("--output", required=True, type=Path, help="output root (holds embeddings/)")
-    p.add_argument("--dry-run", action="store_true", help="print what would be enqueued, per subreddit")
-    p.add_argument("--watch", type=float, metavar="SECONDS", help="re-scan every SECONDS until Ctrl-C")
-    p.add_argument("--column", default="text", help="text column of the inputs (default: text)")
-    p.add_argument("--id-column", help="id column copied into the outputs")
+def add_job_options(p: argparse.ArgumentParser) -> None:
+    """What the jobs are made of: the options ``scan``, ``serve`` and ``run`` share."""
+    p.add_argument("--model", help="model id the outputs must carry (default: the installed all-MiniLM-L6-v2's)")
+    p.add_argument(*TEXT_COLUMN_FLAGS, dest="text_column", default="text", help="text column of the inputs")
+    p.add_argument("--id-column", help="id column copied into the outputs (default: none)")
     p.add_argument(
         "--rows-per-part",
         type=int,
         default=DEFAULT_ROWS_PER_PART,
         metavar="N",
-        help=f"split files of more rows into row-range jobs (default {DEFAULT_ROWS_PER_PART}; 0: never)",
+        help="split files of more rows into row-range jobs (0: never)",
     )
     p.add_argument(
-        "--subreddits",
+        *SUBREDDITS_LIST_FLAGS,
+        dest="subreddits_list",
         type=Path,
         metavar="FILE",
-        help=f"checkpoint list (default: <input>/{scan.SUBREDDIT_LIST} if present)",
+        help="checkpoint list of the subreddits to take (default: <input-root>/subreddits_list.json if present)",
     )
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "scan",
+        help="scan the input tree and enqueue the missing jobs",
+        description=__doc__,
+        formatter_class=RawDescriptionDefaultsHelpFormatter,
+    )
+    add_root_options(
+        p,
+        input_help="input root (holds chains/<suffix>/<subreddit>/)",
+        output_help="output root (holds embeddings/)",
+        output_default="the input root",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print what would be enqueued, per subreddit")
+    p.add_argument("--watch", type=float, metavar="SECONDS", help="re-scan every SECONDS until Ctrl-C")
+    add_job_options(p)
     p.add_argument(
         "--route",
         action="append",
@@ -77,8 +100,11 @@ def register(sub: Any) -> None:
         help="send jobs of at least BYTES (K/M/G allowed) to a lane (repeatable)",
     )
     p.add_argument("--redis-url", default=os.environ.get(ENV_URL), help=f"Redis URL (env {ENV_URL})")
-    p.add_argument("--namespace", default=os.environ.get(ENV_NAMESPACE), help=f"key prefix (env {ENV_NAMESPACE})")
-    p.add_argument("--model", help="model id the outputs must carry (default: the installed model's)")
+    p.add_argument(
+        "--namespace",
+        default=os.environ.get(ENV_NAMESPACE),
+        help=f"key prefix (env {ENV_NAMESPACE}; default: {DEFAULT_NAMESPACE})",
+    )
     p.add_argument("--delete-orphans", action="store_true", help="delete outputs whose input vanished")
     p.add_argument("--reconcile", action="store_true", help="after enqueuing, put back queued jobs a Redis crash lost")
     p.add_argument("--redo", action="store_true", help="enqueue jobs already done again (first scan only)")
@@ -142,6 +168,12 @@ class ScanCommand:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
+        r = roots(args, output_defaults_to_input=True)
+        if r.input is None or r.output is None:
+            raise ValueError(
+                f"no input root: give --input-root (or --data-root), or set {ENV_INPUT_ROOT} or {ENV_DATA_ROOT}"
+            )
+        self.input_root, self.output_root = r.input, r.output
         self.routes = Routes.parse(args.route, args.route_size)
         self.settings: RedisSettings | None = None
         if not args.dry_run:
@@ -159,13 +191,13 @@ class ScanCommand:
         a = self.args
         with progress_bar() as progress:
             return scan.plan(
-                a.input,
-                a.output,
+                self.input_root,
+                self.output_root,
                 self.model,
-                column=a.column,
+                column=a.text_column,
                 id_column=a.id_column,
                 rows_per_part=a.rows_per_part,
-                subreddit_list=a.subreddits,
+                subreddit_list=a.subreddits_list,
                 routes=self.routes,
                 progress=progress,
                 use_cache=not a.no_cache,

@@ -100,6 +100,18 @@ def smooth(model: onnx.ModelProto, amax: dict[str, np.ndarray], alpha: float = D
 WEIGHT_TYPES = ("uint8", "int8")
 
 
+def preprocess(source: Path, out: Path) -> Path:
+    """ONNX Runtime's pre-processing before quantisation, shape inference only
+    (no graph optimisation): it records every tensor's type and shape, which
+    the quantiser otherwise infers again and warns about ("Please consider to
+    run pre-processing before quantization"). Measured on the fp32 export:
+    the quantised graph is the same, node for node and weight for weight."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(str(source), str(out), skip_optimization=True, skip_onnx_shape=False, skip_symbolic_shape=True)
+    return out
+
+
 def quantize_int8(
     fp32_path: Path,
     out_path: Path,
@@ -121,14 +133,18 @@ def quantize_int8(
     if weights not in WEIGHT_TYPES:
         raise ValueError(f"weights must be one of {WEIGHT_TYPES}, not {weights!r}")
 
+    temps: list[Path] = []
     source = fp32_path
     added = 0
-    if alpha > 0:
-        model = onnx.load(str(fp32_path))
-        added = smooth(model, activation_absmax(fp32_path, calibration()), alpha)
-        source = out_path.with_name(out_path.stem + ".smoothed.onnx")
-        onnx.save(model, str(source))
     try:
+        if alpha > 0:
+            model = onnx.load(str(fp32_path))
+            added = smooth(model, activation_absmax(fp32_path, calibration()), alpha)
+            source = out_path.with_name(out_path.stem + ".smoothed.onnx")
+            temps.append(source)
+            onnx.save(model, str(source))
+        source = preprocess(source, out_path.with_name(out_path.stem + ".pre.onnx"))
+        temps.append(source)
         quantize_dynamic(
             str(source),
             str(out_path),
@@ -138,8 +154,8 @@ def quantize_int8(
             extra_options={"MatMulConstBOnly": True},
         )
     finally:
-        if source != fp32_path:
-            source.unlink(missing_ok=True)
+        for temp in temps:
+            temp.unlink(missing_ok=True)
     return {
         "method": "dynamic",
         "ops": ["MatMul"],

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bus import constants as c
+from bus.cli_options import ENV_DATA_ROOT, DefaultsHelpFormatter, add_root_options, roots
 from bus.reuse import ReuseStore
 from bus.settings import ENV_NAMESPACE, ENV_URL, RedisSettings
 from workers import KIND, __version__
@@ -35,7 +36,6 @@ from workers.writer import Provenance
 if TYPE_CHECKING:
     from bus.redis_transport import RedisTransport
 
-ENV_DATA_ROOT = "EMBEDFLEET_DATA_ROOT"
 ENV_REUSE = "EMBEDFLEET_REUSE"
 ENV_REUSE_URL = "EMBEDFLEET_REUSE_URL"
 DISCOVERY_TIMEOUT_S = 5.0
@@ -47,32 +47,41 @@ class UsageError(Exception):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m workers.mps", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m workers.mps", description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter
+    )
     env = os.environ.get
     p.add_argument("--redis-url", default=env(ENV_URL), help=f"Redis URL (env {ENV_URL}); else found by mDNS")
     p.add_argument(
-        "--namespace", default=env(ENV_NAMESPACE, c.DEFAULT_NAMESPACE), help=f"key prefix (env {ENV_NAMESPACE})"
+        "--namespace",
+        default=env(ENV_NAMESPACE, c.DEFAULT_NAMESPACE),
+        help=f"key prefix (env {ENV_NAMESPACE}; default: {c.DEFAULT_NAMESPACE})",
     )
-    p.add_argument(
-        "--data-root", type=Path, default=env(ENV_DATA_ROOT), help=f"input and output root (env {ENV_DATA_ROOT})"
+    add_root_options(
+        p,
+        input_help="where this machine mounts the input root (holds chains/)",
+        output_help="where this machine mounts the output root (holds embeddings/)",
     )
-    p.add_argument("--input-root", type=Path, help="input root (default: --data-root)")
-    p.add_argument("--output-root", type=Path, help="output root (default: --data-root)")
     p.add_argument("--lanes", default=c.DEFAULT_LANE, help="lanes to consume, in priority order (e.g. gpu,default)")
     p.add_argument("--worker-id", default=None, help="default: python-<host>-<pid>")
-    p.add_argument("--lease-ms", type=int, default=c.DEFAULT_LEASE_MS)
-    p.add_argument("--max-deliveries", type=int, default=c.DEFAULT_MAX_DELIVERIES)
+    p.add_argument(
+        "--lease-ms", type=int, default=c.DEFAULT_LEASE_MS, help="lease; another worker takes over a job idle this long"
+    )
+    p.add_argument(
+        "--max-deliveries", type=int, default=c.DEFAULT_MAX_DELIVERIES, help="deliveries before a job is dead-lettered"
+    )
     p.add_argument("--job-timeout", type=float, default=None, help="seconds; a job past it makes the worker exit 3")
     p.add_argument("--burst", action="store_true", help="exit 0 once the lanes are empty and nothing is pending")
     p.add_argument("--max-memory", default=None, help="memory ceiling, e.g. 4G: shrink batches or refuse a part")
     p.add_argument("--max-open-files", type=int, default=None, help="cap on open file descriptors")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log threshold")
     r = p.add_argument_group("reuse store (docs/reuse.md)")
     r.add_argument(
         "--no-reuse",
         action="store_true",
         default=env(ENV_REUSE, "1") == "0",
-        help=f"do not look up or store vectors fleet-wide; each job dedups within itself only ({ENV_REUSE}=0)",
+        help=f"do not look up or store vectors fleet-wide; each job dedups within itself only "
+        f"(env {ENV_REUSE}=0 does the same)",
     )
     r.add_argument(
         "--reuse-url",
@@ -133,8 +142,8 @@ def redis_url(a: argparse.Namespace) -> str:
 
 
 def data_roots(a: argparse.Namespace) -> DataRoots:
-    inp = a.input_root or a.data_root
-    out = a.output_root or a.data_root
+    r = roots(a)
+    inp, out = r.input, r.output
     if inp is None or out is None:
         raise UsageError(f"give --data-root (or {ENV_DATA_ROOT}), or both --input-root and --output-root")
     if not Path(inp).is_dir():

@@ -65,14 +65,16 @@ pub struct Args {
     /// Key prefix of the fleet
     #[arg(long, env = "EMBEDFLEET_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
     pub namespace: String,
-    /// Input and output root
-    #[arg(long, env = "EMBEDFLEET_DATA_ROOT")]
+    /// Input and output root at once (env EMBEDFLEET_DATA_ROOT)
+    #[arg(long, value_name = "DIR")]
     pub data_root: Option<PathBuf>,
-    /// Input root (default: --data-root)
-    #[arg(long)]
+    /// Where this machine mounts the input root, holding chains/ (env
+    /// EMBEDFLEET_INPUT_ROOT; default: the data root)
+    #[arg(long, visible_alias = "input", value_name = "DIR")]
     pub input_root: Option<PathBuf>,
-    /// Output root (default: --data-root)
-    #[arg(long)]
+    /// Where this machine mounts the output root, holding embeddings/ (env
+    /// EMBEDFLEET_OUTPUT_ROOT; default: the data root)
+    #[arg(long, visible_alias = "output", value_name = "DIR")]
     pub output_root: Option<PathBuf>,
     /// Lanes to consume, in priority order (e.g. gpu,default)
     #[arg(long, default_value = DEFAULT_LANE)]
@@ -163,16 +165,42 @@ pub fn hostname() -> String {
     }
 }
 
+/// The storage roots' environment variables, as every role reads them
+/// (`bus/cli_options.py`).
+pub const ENV_DATA_ROOT: &str = "EMBEDFLEET_DATA_ROOT";
+pub const ENV_INPUT_ROOT: &str = "EMBEDFLEET_INPUT_ROOT";
+pub const ENV_OUTPUT_ROOT: &str = "EMBEDFLEET_OUTPUT_ROOT";
+
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The input and output roots: a flag wins over every variable
+/// (`--input-root`, then `--data-root`); a root no flag names comes from
+/// `EMBEDFLEET_INPUT_ROOT`/`EMBEDFLEET_OUTPUT_ROOT`, then `EMBEDFLEET_DATA_ROOT`.
+pub fn resolve_roots(a: &Args) -> (Option<PathBuf>, Option<PathBuf>) {
+    let pick = |flag: &Option<PathBuf>, env: &str| {
+        flag.clone()
+            .or_else(|| a.data_root.clone())
+            .or_else(|| env_path(env))
+            .or_else(|| env_path(ENV_DATA_ROOT))
+    };
+    (
+        pick(&a.input_root, ENV_INPUT_ROOT),
+        pick(&a.output_root, ENV_OUTPUT_ROOT),
+    )
+}
+
 fn data_roots(a: &Args) -> Result<DataRoots> {
-    let (inp, out) = match (
-        a.input_root.as_ref().or(a.data_root.as_ref()),
-        a.output_root.as_ref().or(a.data_root.as_ref()),
-    ) {
+    let (inp, out) = match resolve_roots(a) {
         (Some(i), Some(o)) => (i, o),
         _ => return Err(usage(
             "give --data-root (or EMBEDFLEET_DATA_ROOT), or both --input-root and --output-root",
         )),
     };
+    let (inp, out) = (&inp, &out);
     if !inp.is_dir() {
         return Err(usage(format!(
             "input root {} is not a directory",
@@ -314,4 +342,32 @@ pub fn build(a: &Args, stop: Arc<AtomicBool>) -> Result<Worker> {
     };
     let bus = RedisBus::new(settings, a.lease_ms);
     Ok(Worker::new(bus, pipeline, cfg, stop))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(argv: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("embedfleet-worker").chain(argv.iter().copied()))
+            .expect("flags parse")
+    }
+
+    #[test]
+    fn input_and_output_are_aliases_of_the_root_flags() {
+        let a = parse(&["--input", "/in", "--output", "/out"]);
+        assert_eq!(a.input_root, Some(PathBuf::from("/in")));
+        assert_eq!(a.output_root, Some(PathBuf::from("/out")));
+        let b = parse(&["--input-root", "/in", "--output-root", "/out"]);
+        assert_eq!((b.input_root, b.output_root), (a.input_root, a.output_root));
+    }
+
+    #[test]
+    fn a_root_flag_wins_over_the_data_root_flag() {
+        let a = parse(&["--data-root", "/data", "--input-root", "/in"]);
+        assert_eq!(
+            resolve_roots(&a),
+            (Some(PathBuf::from("/in")), Some(PathBuf::from("/data")))
+        );
+    }
 }
