@@ -33,6 +33,7 @@ from bus.redis_transport import RedisTransport, connect, set_retries
 from bus.settings import ENV_NAMESPACE, ENV_URL, RedisSettings
 from manager import actions, startup
 from manager.auth import InsecureBind, check_bind, token_from_env
+from manager.published import display_url
 from manager.redaction import Redactor, install_log_redaction
 from manager.scan_cli import add_job_options
 from manager.state import Interrupted
@@ -276,7 +277,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(summary.render(), flush=True)
         if args.keep_serving and api is not None and not terminated.is_set():
             print(
-                f"the dashboard shows the final state on {api.url} until this process exits; Ctrl-C or SIGTERM to stop",
+                f"the dashboard shows the final state on {display_url(api.url)} until this process exits; "
+                "Ctrl-C or SIGTERM to stop",
                 flush=True,
             )
             wait_for_stop(terminated)

@@ -25,12 +25,15 @@ def test_run_copies_the_id_column_and_keeps_serving_until_sigint(
 ) -> None:
     data, port = tmp_path / "data", free_port()
     monkeypatch.delenv("EMBEDFLEET_REDIS_URL", raising=False)  # the embedded Redis
+    monkeypatch.setenv("EMBEDFLEET_DASHBOARD_PUBLISHED", "18999")  # as Compose publishes it
     m = Manager(
         "run", "--data-root", str(data), "--rust-workers", "0", "--no-cluster", "--id-column", "id",
         "--sample-files", "1", "--sample-rows", "20", "--port", str(port), "--keep-serving",
     )  # fmt: skip
     try:
         m.wait_for("shows the final state", timeout_s=600)
+        # The closing line names the address a person opens, not the one listened on.
+        assert "final state on http://127.0.0.1:18999/ until" in "".join(m.seen)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
             assert page.status == 200, "the dashboard is still up after the run"
         m.proc.send_signal(signal.SIGINT)
