@@ -223,7 +223,7 @@ def test_cluster_service_runs_the_clusterer_on_the_data_volume(secrets_dir: Path
     entry = svc["entrypoint"]
     assert entry[0] == "/usr/local/bin/embedfleet-entrypoint" and entry[1:4] == ["python", "-m", "clusterer"]
     args = build_parser().parse_args([*entry[4:], *(svc.get("command") or []), "--min-cluster-size", "20"])
-    assert args.data_root == "/data"
+    assert str(args.data_root) == "/data"
     # The clusterer's dependencies are pinned into the manager image.
     script = (ROOT / "deploy" / "docker" / "build-images.sh").read_text()
     array = re.search(r"^MANAGER_PKGS=\(([^)]*)\)", script, re.MULTILINE)
