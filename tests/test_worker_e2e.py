@@ -257,6 +257,25 @@ def test_no_redis_url_and_nothing_advertised_is_a_clear_error(tmp_path: Path) ->
     assert "no Redis URL" in proc.stderr and "--redis-url" in proc.stderr
 
 
+def test_a_malformed_redis_url_is_one_line_naming_the_flag_without_the_password(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    for flag, extra in [
+        ("--redis-url", ["--redis-url", "http://:hunter2@127.0.0.1:1/0"]),
+        ("--reuse-url", ["--redis-url", "redis://127.0.0.1:1/0", "--reuse-url", "ftp://:hunter2@127.0.0.1:1/0"]),
+    ]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "workers.mps", "--data-root", str(tmp_path / "data"), "--embedder", "hash", *extra],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr and "hunter2" not in proc.stderr
+        (line,) = proc.stderr.strip().splitlines()
+        assert line.startswith(f"python -m workers.mps: error: {flag}: unsupported Redis URL scheme"), line
+
+
 def test_bad_flags_are_refused_before_anything_starts(tmp_path: Path, redis_url: str) -> None:
     for extra, message in [
         (["--max-memory", "lots"], "not a size"),

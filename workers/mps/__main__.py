@@ -141,6 +141,15 @@ def redis_url(a: argparse.Namespace) -> str:
     return str(url)
 
 
+def bus_settings(url: str, namespace: str | None, flag: str) -> RedisSettings:
+    """Settings of a Redis URL; a malformed one is a usage error naming the
+    flag (the message never repeats the URL: it may hold a password)."""
+    try:
+        return RedisSettings.from_url(url, namespace=namespace)
+    except ValueError as e:
+        raise UsageError(f"{flag}: {e}") from None
+
+
 def data_roots(a: argparse.Namespace) -> DataRoots:
     r = roots(a)
     inp, out = r.input, r.output
@@ -186,7 +195,7 @@ def reuse_store(a: argparse.Namespace, bus: RedisSettings, transport: RedisTrans
         return None
     if not a.reuse_url:
         return RedisReuseStore(transport.r, namespace=bus.namespace, claim_ms=a.lease_ms)
-    settings = RedisSettings.from_url(a.reuse_url, namespace=bus.namespace)
+    settings = bus_settings(a.reuse_url, bus.namespace, "--reuse-url")
     log.info("reuse store: Redis %s", settings.redacted())
     return RedisReuseStore(connect(settings), namespace=bus.namespace, claim_ms=a.lease_ms)
 
@@ -208,7 +217,9 @@ def build(a: argparse.Namespace) -> Worker:
     except ValueError as e:
         raise UsageError(str(e)) from None
     roots = data_roots(a)
-    settings = RedisSettings.from_url(redis_url(a), namespace=a.namespace)
+    settings = bus_settings(redis_url(a), a.namespace, "--redis-url")
+    if a.reuse_url and not a.no_reuse:
+        bus_settings(a.reuse_url, a.namespace, "--reuse-url")  # refused before the model loads
     model = embedder(a, memory)
     worker_id = a.worker_id or default_worker_id(KIND)
     log.info(
