@@ -20,7 +20,7 @@ from bus.cli_options import (
     roots,
 )
 from bus.errors import BusUnavailable
-from bus.settings import ENV_NAMESPACE, ENV_URL
+from bus.settings import ENV_NAMESPACE, ENV_URL, RedisSettings
 from clusterer.completeness import AmbiguousRun, IncompleteRun, NothingToCluster
 from clusterer.config import DEFAULT_QUEUE, DEVICES, DTYPES, REDUCERS, ClusterConfig
 from clusterer.progress import Progress
@@ -196,6 +196,11 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(a)
     except ValueError as e:
         parser.error(str(e))
+    if cfg.redis_url:
+        try:  # a malformed URL is a usage error before any work (never repeating the URL: it may hold a password)
+            RedisSettings.from_url(cfg.redis_url)
+        except ValueError as e:
+            parser.error(f"--redis-url: {e}")
     progress = Progress(quiet=a.quiet)
     try:
         if a.remote:

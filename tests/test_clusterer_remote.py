@@ -82,3 +82,18 @@ def test_remote_needs_a_redis_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     with pytest.raises(SystemExit) as e:
         main(["--data-root", str(tmp_path), *ARGS])
     assert e.value.code == 2
+
+
+def test_a_malformed_redis_url_is_a_usage_error_without_the_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_run(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(["--data-root", str(tmp_path), *ARGS, "--redis-url", "http://:hunter2@127.0.0.1:1/0"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "Traceback" not in err and "hunter2" not in err
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .endswith("error: --redis-url: unsupported Redis URL scheme 'http' (use redis://, rediss:// or unix://)")
+    )
