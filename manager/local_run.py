@@ -26,6 +26,7 @@ from typing import Any
 from bus.cli_options import DATA_ROOT_FLAGS, ENV_DATA_ROOT, DefaultsHelpFormatter
 from bus.constants import INPUT_DIR
 from bus.settings import ENV_URL, RedisSettings
+from manager.published import display_url
 from manager.scan_cli import add_job_options
 from manager.startup import DEFAULT_REDIS_WAIT_S, check_file, settings_from_url, wait_for_redis
 
@@ -278,7 +279,7 @@ def main(a: argparse.Namespace) -> int:
         if a.port:
             api = coord.serve_api(port=a.port)
             stack.callback(api.stop)
-            print(f"[run] dashboard: {api.url}/")
+            print(f"[run] dashboard: {display_url(api.url)}")
         env = {**os.environ, ENV_URL: url, "HF_HUB_OFFLINE": "1", **rust_runtime_env(a)}
         log_dir = coord.run_dir
         workers = [start_worker(kind, cmd, env, log_dir, i) for i, (kind, cmd) in enumerate(worker_commands(a, data))]
@@ -322,9 +323,10 @@ def linger(url: str, keep_serving: bool, stopped: threading.Event | None = None,
     stopped = stopped or threading.Event()
     if stopped.is_set():
         return
+    shown = display_url(url)  # the address a person opens (published, under Compose)
     if keep_serving:
         print(
-            f"[run] the dashboard on {url}/ shows the final state until this process exits; Ctrl-C or SIGTERM to stop",
+            f"[run] the dashboard on {shown} shows the final state until this process exits; Ctrl-C or SIGTERM to stop",
             flush=True,
         )
         try:
@@ -333,7 +335,7 @@ def linger(url: str, keep_serving: bool, stopped: threading.Event | None = None,
         except KeyboardInterrupt:
             pass
         return
-    print(f"[run] dashboard {url}/ stops now; an open page keeps the final state (--keep-serving keeps it up)")
+    print(f"[run] dashboard {shown} stops now; an open page keeps the final state (--keep-serving keeps it up)")
     sys.stdout.flush()
     stopped.wait(grace_s)
 

@@ -33,7 +33,8 @@ def test_run_copies_the_id_column_and_keeps_serving_until_sigint(
     try:
         m.wait_for("shows the final state", timeout_s=600)
         # The closing line names the address a person opens, not the one listened on.
-        assert "final state on http://127.0.0.1:18999/ until" in "".join(m.seen)
+        final = next(line for line in m.seen if "shows the final state" in line)
+        assert "http://127.0.0.1:18999/" in final, final
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
             assert page.status == 200, "the dashboard is still up after the run"
         m.proc.send_signal(signal.SIGINT)
