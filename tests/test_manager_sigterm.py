@@ -22,7 +22,7 @@ import redis
 from bus.settings import RedisSettings
 from tests.support import ROOT
 from tests.support.fakes import FakeWorker
-from tests.support.procs import free_port
+from tests.support.procs import free_port, kill_session
 
 MODEL = "all-MiniLM-L6-v2@0123456789abcdef"
 
@@ -38,6 +38,7 @@ class Manager:
             stderr=subprocess.STDOUT,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,  # its children (embedded Redis, workers) in its group: close() kills them all
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
@@ -76,6 +77,7 @@ class Manager:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        kill_session(self.proc.pid)  # an embedded Redis or a worker it started, after a failed test
 
 
 @pytest.fixture

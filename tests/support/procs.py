@@ -114,13 +114,25 @@ class ProcessGroup:
         return [m for m in self.started if m.alive()]
 
     def close(self) -> None:
-        """SIGCONT then SIGKILL everything still running, and reap it."""
+        """SIGCONT then SIGKILL everything still running, and reap it; then
+        SIGKILL what is left of each one's session (each starts its own), so
+        a child it spawned (an embedded Redis, a worker) dies with it even
+        when the test failed before stopping it cleanly."""
         for m in self.started:
             if m.alive():
                 m.cont()
                 m.kill9()
         for m in self.started:
             m.wait(10)
+            kill_session(m.pid)
+
+
+def kill_session(pid: int) -> None:
+    """SIGKILL the process group a ``start_new_session`` child leads."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
     def logs(self, chars: int = 2000) -> str:
         """Tails of every log, for an assertion message."""
