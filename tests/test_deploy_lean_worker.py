@@ -30,6 +30,7 @@ from models.source import model_id
 from tests.support import ROOT
 from tests.support.procs import free_port
 from tests.support.redis_server import start_redis
+from tests.test_deploy_compose import engine_answers
 from workers.testing import enqueue_all, jobs_for
 
 LEAN = ROOT / "deploy" / "pyworker"
@@ -134,15 +135,6 @@ def test_worker_runs_a_job_with_the_manager_unimportable(
 
 
 # -- the clean container ---------------------------------------------------------
-
-
-def engine_answers() -> bool:
-    if not shutil.which("docker"):
-        return False
-    try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=120, check=False).returncode == 0
-    except subprocess.TimeoutExpired:
-        return False
 
 
 @pytest.fixture(scope="module")
