@@ -70,8 +70,8 @@ class WorkerKind:
             model = ["--device", "cpu", "--precision", "fp32", "--threads", "1"]
             return [sys.executable, "-m", "workers.mps", *common, "--embedder", embedder, *model]
         if self.name == "rust":  # the hash stand-in reads only the model id from --model-dir
-            embedder = ["--embedder", "hash"] if self.embedder == "hash" else []
-            return [str(RUST_BIN), *common, "--model-dir", str(ONNX_DIR), "--threads", "1", *embedder]
+            stand_in = ["--embedder", "hash"] if self.embedder == "hash" else []
+            return [str(RUST_BIN), *common, "--model-dir", str(ONNX_DIR), "--threads", "1", *stand_in]
         raise ValueError(f"unknown worker kind {self.name!r}")
 
     def env(self) -> dict[str, str]:

@@ -1,7 +1,8 @@
 """Scenario 12: hostile job messages injected mid-run. Every message of the
 shared vector file (``tests/vectors/hostile_messages.json``: not JSON, wrong
 versions, missing and bad fields, unsafe and over-long paths, 64 KiB+) is
-``XADD``ed to the lane by hand, twice, while two workers run the real jobs.
+``XADD``ed to the lane by hand, twice: once between the real jobs before two
+workers start, once while they run them.
 Each is dead-lettered once with its reason; no worker dies or waits as if
 Redis were away; and the real jobs' verdict is clean (the hostile entries,
 which carry no job id, are taken out of the snapshot before the check)."""
@@ -48,19 +49,29 @@ def test_hostile_messages_mid_run_are_dead_lettered_and_lose_nothing(
     cases = json.loads(VECTORS.read_text())
     run = make_run(kind)
     jobs = jobs_for(corpus, corpus.files[:80], kind.model_id())
-    run.enqueue(jobs[:40])
-    fleet = Fleet(run, size=2)
-    fleet.start()
-    assert wait_until(lambda: run.done_count() >= 10, 120), f"no progress\n{run.procs.logs()}"
     client = run.client()
     injected: dict[str, dict[str, object]] = {}
+
+    def inject() -> None:
+        for case in cases:
+            field = str(case.get("field", c.JOB_FIELD))
+            entry = client.xadd(run.keys.queue(c.DEFAULT_LANE), {field: hostile_raw(case)})
+            injected[entry.decode() if isinstance(entry, bytes) else str(entry)] = case
+
+    # Round one sits between real jobs in the lane before the fleet starts, so
+    # every worker meets hostile messages in the middle of its run whatever the
+    # timing; round two is added while the fleet runs. A fast stand-in may have
+    # drained the lane by then and exited (--burst): the fleet is started again,
+    # as a supervisor would, and that is not counted as a restart.
     try:
-        for _round in range(2):
-            for case in cases:
-                field = str(case.get("field", c.JOB_FIELD))
-                entry = client.xadd(run.keys.queue(c.DEFAULT_LANE), {field: hostile_raw(case)})
-                injected[entry.decode() if isinstance(entry, bytes) else str(entry)] = case
-            run.enqueue(jobs[40 + 20 * _round : 60 + 20 * _round])
+        run.enqueue(jobs[:20])
+        inject()
+        run.enqueue(jobs[20:40])
+        fleet = Fleet(run, size=2, respawn_idle=True)
+        fleet.start()
+        assert wait_until(lambda: run.done_count() >= 10, 120), f"no progress\n{run.procs.logs()}"
+        inject()
+        run.enqueue(jobs[40:80])
     finally:
         client.close()
     res = fleet.supervise(timeout_s=180)

@@ -126,6 +126,10 @@ class ProcessGroup:
             m.wait(10)
             kill_session(m.pid)
 
+    def logs(self, chars: int = 2000) -> str:
+        """Tails of every log, for an assertion message."""
+        return "\n".join(f"--- {m.name} pid {m.pid} rc {m.returncode()}\n{m.log_tail(chars)}" for m in self.started)
+
 
 def kill_session(pid: int) -> None:
     """SIGKILL the process group a ``start_new_session`` child leads."""
@@ -133,10 +137,6 @@ def kill_session(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-
-    def logs(self, chars: int = 2000) -> str:
-        """Tails of every log, for an assertion message."""
-        return "\n".join(f"--- {m.name} pid {m.pid} rc {m.returncode()}\n{m.log_tail(chars)}" for m in self.started)
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float, every_s: float = 0.05) -> bool:

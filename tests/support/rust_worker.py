@@ -179,6 +179,6 @@ def wait_registered(r: redis.Redis, ns: str, ids: list[str], procs: list[subproc
     while not all(r.hexists(f"{ns}:workers", i) for i in ids):
         for p in procs:
             if p.poll() is not None:
-                raise AssertionError(f"{p.args[0]} exited {p.returncode} before registering: {p.communicate()[1]}")
+                raise AssertionError(f"{p.args!r} exited {p.returncode} before registering: {p.communicate()[1]}")
         assert time.monotonic() < deadline, "workers did not register"
         time.sleep(0.1)
