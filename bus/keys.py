@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from binascii import hexlify
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bus import constants as c
@@ -73,6 +75,15 @@ class Keys:
         """Claim of the worker computing that text in that class now."""
         return self._k(c.KEY_REUSE_CLAIM.format(cls=cls, key=key.hex()))
 
+    def reuse_entries(self, cls: str, keys: Sequence[bytes]) -> list[bytes]:
+        """``reuse_entry`` of many keys at once, as bytes (the reuse store's hot
+        path: one prefix, then a C-level hex per key)."""
+        return _many(self._k(c.KEY_REUSE_ENTRY.format(cls=cls, key="")), keys)
+
+    def reuse_claims(self, cls: str, keys: Sequence[bytes]) -> list[bytes]:
+        """``reuse_claim`` of many keys at once, as bytes."""
+        return _many(self._k(c.KEY_REUSE_CLAIM.format(cls=cls, key="")), keys)
+
     @property
     def reuse_bytes(self) -> str:
         return self._k(c.KEY_REUSE_BYTES)
@@ -80,3 +91,9 @@ class Keys:
     @property
     def reuse_max(self) -> str:
         return self._k(c.KEY_REUSE_MAX)
+
+
+def _many(prefix: str, keys: Sequence[bytes]) -> list[bytes]:
+    """``prefix`` + the lowercase hex of each key (key names ending in ``{key}``)."""
+    head = prefix.encode("utf-8")
+    return [head + hexlify(k) for k in keys]

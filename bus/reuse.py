@@ -58,6 +58,22 @@ def encode_entry(cls: str, vector: np.ndarray, truncated: bool, text_bytes: int)
     return head + np.asarray(vector, dtype="<f4").astype("<f2").tobytes()
 
 
+def encode_entries(cls: str, vectors: np.ndarray, truncated: np.ndarray, text_bytes: Sequence[int]) -> list[bytes]:
+    """``encode_entry`` of many vectors at once (one array pass, then a slice per entry)."""
+    n = len(vectors)
+    if n == 0:
+        return []
+    block = np.zeros((n, ENTRY_BYTES), dtype=np.uint8)
+    block[:, 0] = c.REUSE_ENTRY_FORMAT
+    block[:, 1] = CLASS_CODES[cls]
+    block[:, 2] = np.asarray(truncated, dtype=bool)
+    lengths = np.minimum(np.asarray(text_bytes, dtype=np.int64), 0xFFFFFFFF).astype("<u4")
+    block[:, 4:8] = lengths.view(np.uint8).reshape(n, 4)
+    block[:, HEADER.size :] = np.asarray(vectors, dtype="<f4").astype("<f2").view(np.uint8).reshape(n, -1)
+    raw = block.tobytes()
+    return [raw[i : i + ENTRY_BYTES] for i in range(0, n * ENTRY_BYTES, ENTRY_BYTES)]
+
+
 @dataclass(frozen=True)
 class Entry:
     """A decoded entry: unit vector, truncation flag and class."""

@@ -59,19 +59,21 @@ class RedisReuseStore:
     def lookup(self, keys: Sequence[bytes], classes: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        names = [self.keys.reuse_entry(cls, key) for key in keys for cls in classes]
-        values: list[bytes | None] = self.r.mget(names)  # type: ignore[assignment]
+        per_class = [self.keys.reuse_entries(cls, keys) for cls in classes]
+        values: list[bytes | None] = self.r.mget(_interleave(per_class))  # type: ignore[assignment]
         n = len(classes)
+        if n == 1:
+            return values
         return [next((v for v in values[i * n : (i + 1) * n] if v is not None), None) for i in range(len(keys))]
 
     @_faults_are_unavailable
     def claim(self, keys: Sequence[bytes], classes: Sequence[str], owner: str) -> list[Claimed]:
         if not keys:
             return []
-        names: list[str] = []
-        for key in keys:
-            names += [self.keys.reuse_entry(cls, key) for cls in classes]
-            names += [self.keys.reuse_claim(cls, key) for cls in classes]
+        names = _interleave(
+            [self.keys.reuse_entries(cls, keys) for cls in classes]
+            + [self.keys.reuse_claims(cls, keys) for cls in classes]
+        )
         answers = self._claim(keys=names, args=[owner, self.claim_ms, len(classes)])
         return [Claimed(value=a) if isinstance(a, bytes) else Claimed(mine=a == 1) for a in answers]
 
@@ -79,9 +81,8 @@ class RedisReuseStore:
     def put(self, cls: str, keys: Sequence[bytes], values: Sequence[bytes], owner: str) -> int:
         if not keys:
             return 0
-        names = [self.keys.reuse_bytes, self.keys.reuse_max]
-        for key in keys:
-            names += [self.keys.reuse_entry(cls, key), self.keys.reuse_claim(cls, key)]
+        names: list[str | bytes] = [self.keys.reuse_bytes, self.keys.reuse_max]
+        names += _interleave([self.keys.reuse_entries(cls, keys), self.keys.reuse_claims(cls, keys)])
         args: list[bytes | str | int] = [owner, self.default_max_bytes, c.REUSE_ENTRY_OVERHEAD, *values]
         return int(self._put(keys=names, args=args))
 
@@ -94,3 +95,10 @@ class RedisReuseStore:
     def used_bytes(self) -> int:
         """Bytes accounted to the store's entries."""
         return int(self.r.get(self.keys.reuse_bytes) or 0)
+
+
+def _interleave(columns: list[list[bytes]]) -> list[bytes]:
+    """Row by row: ``columns[0][i], columns[1][i], …`` for every ``i``."""
+    if len(columns) == 1:
+        return columns[0]
+    return [name for row in zip(*columns, strict=True) for name in row]

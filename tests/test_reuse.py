@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from bus import constants as c
 from bus.errors import BusUnavailable
 from bus.keys import Keys
 from bus.messages import Job
-from bus.reuse import ENTRY_BYTES, MemoryReuseStore, ReuseStore, decode_entry, encode_entry
+from bus.reuse import ENTRY_BYTES, MemoryReuseStore, ReuseStore, decode_entry, encode_entries, encode_entry
 from bus.reuse_redis import RedisReuseStore
 from bus.textkey import text_key, text_keys
 from bus.transport import Delivery
@@ -75,6 +76,27 @@ def test_entries_encode_and_decode_as_the_shared_vectors_say() -> None:
     assert decode_entry(bytes.fromhex(ok["value_hex"]), ok["classes"], ok["text_bytes"]) is not None
     for bad in data["bad"]:
         assert decode_entry(bytes.fromhex(bad["value_hex"]), bad["classes"], bad["text_bytes"]) is None, bad["why"]
+
+
+def test_entries_encoded_in_bulk_are_the_entries_encoded_one_by_one() -> None:
+    data = json.loads((VECTORS / "reuse_entries.json").read_text(encoding="utf-8"))
+    good = data["good"]
+    for cls in (c.REUSE_CLASS_EXACT, c.REUSE_CLASS_INT8):
+        vectors = np.array([g["vector"] for g in good], dtype=np.float32)
+        truncated = np.array([g["truncated"] for g in good], dtype=bool)
+        lengths = [g["text_bytes"] for g in good[:-1]] + [1 << 40]  # a length past u32 saturates
+        bulk = encode_entries(cls, vectors, truncated, lengths)
+        one = [encode_entry(cls, v, bool(t), n) for v, t, n in zip(vectors, truncated, lengths, strict=True)]
+        assert bulk == one and len({len(b) for b in bulk}) == 1
+    assert encode_entries(c.REUSE_CLASS_EXACT, np.empty((0, c.EMBEDDING_DIM)), np.zeros(0, dtype=bool), []) == []
+
+
+def test_key_names_built_in_bulk_are_the_names_built_one_by_one() -> None:
+    keys = Keys(NS)
+    ks = text_keys(MODEL, ["a", "b", "café", ""])
+    for cls in (c.REUSE_CLASS_EXACT, c.REUSE_CLASS_INT8):
+        assert [n.decode() for n in keys.reuse_entries(cls, ks)] == [keys.reuse_entry(cls, k) for k in ks]
+        assert [n.decode() for n in keys.reuse_claims(cls, ks)] == [keys.reuse_claim(cls, k) for k in ks]
 
 
 # -- the store, in memory and in Redis ---------------------------------------------
@@ -206,6 +228,39 @@ def test_a_store_that_fails_mid_job_means_computing_the_rest() -> None:
     model = CountingEmbedder()
     got = FleetReuse(Flaky(), MODEL, "fp32", "w").embed([f"t{i}" for i in range(10)], model)
     assert got.model_calls == 10 and sorted(model.texts) == sorted(f"t{i}" for i in range(10))
+
+
+@pytest.mark.parametrize("threaded", [False, True], ids=["in-turn", "device-thread"])
+def test_rounds_on_a_device_thread_give_the_vectors_and_entries_of_rounds_in_turn(
+    store: ReuseStore, threaded: bool
+) -> None:
+    texts = [f"text {i} " + "w " * (i % 7) for i in range(50)]
+    plain = FleetReuse(MemoryReuseStore(), MODEL, "fp32", "w", round_texts=8).embed(texts, HashEmbedder(MODEL))
+    model = CountingEmbedder(seconds_per_row=0.001)
+    with ThreadPoolExecutor(1) as device:
+        reuse = FleetReuse(store, MODEL, "fp32", "w", round_texts=8, device=device if threaded else None)
+        got = reuse.embed(texts, model)
+    assert np.array_equal(got.embeddings, plain.embeddings) and got.model_calls == 50 == len(model.texts)
+    again = FleetReuse(store, MODEL, "fp32", "other").embed(texts, model)  # every round was stored, claims dropped
+    assert again.reused.all() and again.model_calls == 0 and np.allclose(again.embeddings, plain.embeddings, atol=1e-3)
+
+
+@pytest.mark.parametrize("threaded", [False, True], ids=["in-turn", "device-thread"])
+def test_a_device_failure_releases_the_claims_of_every_round_in_flight(threaded: bool) -> None:
+    class Failing(CountingEmbedder):
+        def encode(self, texts):  # type: ignore[no-untyped-def]
+            if len(self.texts) >= 16:  # the third round fails while the second may be stored
+                raise RuntimeError("device lost")
+            return super().encode(texts)
+
+    store = MemoryReuseStore()
+    texts = [f"t{i:02d}" for i in range(40)]
+    with ThreadPoolExecutor(1) as device:
+        reuse = FleetReuse(store, MODEL, "fp32", "w", round_texts=8, device=device if threaded else None)
+        with pytest.raises(RuntimeError, match="device lost"):
+            reuse.embed(texts, Failing())
+    assert store.claims == {}, "a failed round's claims must not make other workers wait for them to lapse"
+    assert len(store.entries) == 16  # the two rounds computed before the failure were stored
 
 
 def test_a_claim_whose_holder_died_is_taken_over_once_it_lapses(redis_client: redis.Redis) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -38,6 +39,16 @@ class Embedder(Protocol):
 
     def encode(self, texts: Sequence[str]) -> Encoded:
         """Embed distinct texts (any order); rows follow ``texts``."""
+        ...
+
+
+class AsyncEmbedder(Embedder, Protocol):
+    """An embedder that can queue work on its device and return at once
+    (``submit``): the caller prepares the next batch while the device computes.
+    Embedders without it run on a device thread of the pipeline instead."""
+
+    def submit(self, texts: Sequence[str]) -> Future[Encoded]:
+        """Queue distinct texts; their ``Encoded`` once the device has computed them."""
         ...
 
 

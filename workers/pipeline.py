@@ -8,7 +8,9 @@ lease or a shutdown can stop it early.
 
 Pipelined (the default): the reader thread also cleans chunk n+1 and has the
 embedder tokenize its new texts (``prepare``: the tokenizers library runs
-without the GIL) while chunk n is embedded, and a writer thread encodes and
+without the GIL) while chunk n is embedded, a device thread runs the model on
+one round of new texts while this thread claims the next round in the reuse
+store and stores the last (``workers.reuse``), and a writer thread encodes and
 writes chunk n-1. Every step keeps its order, so the output is the same file
 as unpipelined (``pipelined=False``: one thread does everything in turn).
 """
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +72,16 @@ class _Cleaned:
 
     chunk: Chunk
     cleaned: CleanTexts
+
+
+@contextmanager
+def _shutdown(device: ThreadPoolExecutor | None) -> Iterator[None]:
+    """Stop the job's device thread, waiting for what it is computing."""
+    try:
+        yield
+    finally:
+        if device is not None:
+            device.shutdown(wait=True)
 
 
 class PreparedJob:
@@ -164,9 +178,12 @@ class EmbedPipeline:
         part = head.part
         counts = Counts()
         model = self.embedder
-        reuse = FleetReuse(self.reuse, model.model_id, model.precision, self.provenance.worker_id, checkpoint)
+        device = ThreadPoolExecutor(1, thread_name_prefix=f"device-{job.id[:8]}") if self.pipelined else None
+        reuse = FleetReuse(
+            self.reuse, model.model_id, model.precision, self.provenance.worker_id, checkpoint, device=device
+        )
         id_type = part.id_type if job.id_column else None
-        with OutputWriter(head.out, self.provenance.worker_id, id_type, job.id) as writer:
+        with OutputWriter(head.out, self.provenance.worker_id, id_type, job.id) as writer, _shutdown(device):
             sink: WriteBehind[_Rows] | None = None
             if self.pipelined:
                 sink = WriteBehind(lambda r: writer.write(*r), depth=1, name=f"write-{job.id[:8]}")

@@ -14,20 +14,35 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
 import numpy as np
 
 from bus import constants as c
 from bus.errors import BusUnavailable
-from bus.reuse import ReuseStore, acceptable_classes, decode_entry, encode_entry, precision_class
+from bus.reuse import ReuseStore, acceptable_classes, decode_entry, encode_entries, precision_class
 from bus.textkey import keys_and_lengths
-from workers.embedder import Embedder
+from workers.embedder import Embedder, Encoded
 
 log = logging.getLogger(__name__)
 
 POLL_FIRST_S = 0.01
 POLL_MAX_S = 0.2
+
+
+@dataclass
+class _Flight:
+    """A round's own texts (indices) and the device's answer for them."""
+
+    idx: list[int]
+    done: Future[Encoded] | None
+
+
+def _settle(f: _Flight) -> None:
+    """Wait for a round the device may still be computing; its outcome no longer matters."""
+    if f.done is not None:
+        f.done.exception()
 
 
 @dataclass
@@ -54,6 +69,7 @@ class FleetReuse:
         owner: str,
         checkpoint: Callable[[], None] = lambda: None,
         round_texts: int = c.REUSE_ROUND_TEXTS,
+        device: Executor | None = None,
     ) -> None:
         self.store = store
         self.model_id = model_id
@@ -62,6 +78,10 @@ class FleetReuse:
         self.owner = owner
         self.checkpoint = checkpoint
         self.round_texts = round_texts
+        self.device = device
+        """One thread that runs the embedder, so the device computes a round
+        while this thread claims the next and stores the last (``None``: every
+        round is computed in turn on the caller's thread)."""
 
     def embed(self, texts: Sequence[str], embedder: Embedder) -> Resolved:
         n = len(texts)
@@ -77,10 +97,31 @@ class FleetReuse:
             return out
         keys, lengths = keys_and_lengths(self.model_id, texts)
         todo = self._from_lookup(keys, lengths, out)
-        todo.sort(key=lambda i: (lengths[i], keys[i]))
+        if todo:  # shortest first, ties by key: every worker claims in the same order
+            lens = np.asarray(lengths, dtype=np.int64)[todo]
+            ks = np.array([keys[i] for i in todo], dtype=f"S{len(keys[0])}")
+            todo = [todo[j] for j in np.lexsort((ks, lens)).tolist()]
         waiting: list[int] = []
-        for start in range(0, len(todo), self.round_texts):
-            waiting += self._round(texts, keys, lengths, todo[start : start + self.round_texts], embedder, out)
+        flight: list[_Flight] = []
+        """Rounds sent to the device and not yet stored: at most two, so the
+        device computes round r while round r+1 is claimed and round r-1 is
+        stored (with ``device=None``, each round is computed when sent)."""
+        try:
+            for start in range(0, len(todo), self.round_texts):
+                mine, others = self._claim(keys, lengths, todo[start : start + self.round_texts], out)
+                waiting += others
+                flight.append(self._send(texts, mine, embedder))
+                if len(flight) == 2:
+                    self._land(flight[0], keys, lengths, out)
+                    flight.pop(0)
+            while flight:
+                self._land(flight[0], keys, lengths, out)
+                flight.pop(0)
+        except BaseException:
+            for f in flight:  # claimed and maybe computing: let the device finish, then release
+                _settle(f)
+                self._release([keys[i] for i in f.idx])
+            raise
         self._wait(texts, keys, lengths, waiting, embedder, out)
         return out
 
@@ -94,6 +135,59 @@ class FleetReuse:
             return list(range(len(keys)))
         return [i for i, v in enumerate(values) if not self._take(v, i, lengths[i], out)]
 
+    def _claim(
+        self, keys: list[bytes], lengths: list[int], idx: list[int], out: Resolved
+    ) -> tuple[list[int], list[int]]:
+        """Claim ``idx``: the texts this worker computes and those another holds
+        (a fault switches the store off: this worker computes them all)."""
+        if self.store is None:
+            return idx, []
+        try:
+            answers = self.store.claim([keys[i] for i in idx], self.classes, self.owner)
+        except BusUnavailable as e:
+            self._off(e)
+            return idx, []
+        mine: list[int] = []
+        others: list[int] = []
+        for i, a in zip(idx, answers, strict=True):
+            if a.value is not None and self._take(a.value, i, lengths[i], out):
+                continue
+            (mine if a.mine or a.value is not None else others).append(i)
+        return mine, others
+
+    def _send(self, texts: Sequence[str], idx: list[int], embedder: Embedder) -> _Flight:
+        """Start computing ``idx``: queued on the device when the embedder can
+        (``AsyncEmbedder.submit``), else on the device thread, else here and now.
+        A failure is kept in the future, so the round is in ``flight`` (and its
+        claims are released) before it is raised."""
+        if not idx:
+            return _Flight(idx, None)
+        batch = [texts[i] for i in idx]
+        submit = getattr(embedder, "submit", None)
+        if self.device is not None and submit is None:
+            return _Flight(idx, self.device.submit(embedder.encode, batch))
+        done: Future[Encoded] = Future()
+        try:
+            if self.device is not None and submit is not None:
+                return _Flight(idx, submit(batch))
+            done.set_result(embedder.encode(batch))
+        except BaseException as e:
+            done.set_exception(e)
+        return _Flight(idx, done)
+
+    def _land(self, f: _Flight, keys: list[bytes], lengths: list[int], out: Resolved) -> None:
+        """Take a round's vectors from the device and store them."""
+        if f.done is None:
+            return
+        self._fill(f.idx, f.done.result(), out)
+        if self.store is None:
+            return
+        values = encode_entries(self.own, out.embeddings[f.idx], out.truncated[f.idx], [lengths[i] for i in f.idx])
+        try:
+            self.store.put(self.own, [keys[i] for i in f.idx], values, self.owner)
+        except BusUnavailable as e:
+            self._off(e)
+
     def _round(
         self,
         texts: Sequence[str],
@@ -103,23 +197,15 @@ class FleetReuse:
         embedder: Embedder,
         out: Resolved,
     ) -> list[int]:
-        """Claim ``idx``, compute what this worker holds; return the rest."""
-        if self.store is None:
-            self._compute(texts, idx, embedder, out)
-            return []
+        """Claim ``idx``, compute and store what this worker holds; return the rest."""
+        mine, others = self._claim(keys, lengths, idx, out)
+        f = self._send(texts, mine, embedder)
         try:
-            answers = self.store.claim([keys[i] for i in idx], self.classes, self.owner)
-        except BusUnavailable as e:
-            self._off(e)
-            self._compute(texts, idx, embedder, out)
-            return []
-        mine: list[int] = []
-        others: list[int] = []
-        for i, a in zip(idx, answers, strict=True):
-            if a.value is not None and self._take(a.value, i, lengths[i], out):
-                continue
-            (mine if a.mine or a.value is not None else others).append(i)
-        self._compute_and_put(texts, keys, mine, embedder, out)
+            self._land(f, keys, lengths, out)
+        except BaseException:
+            _settle(f)
+            self._release([keys[i] for i in mine])
+            raise
         return others
 
     def _wait(
@@ -153,31 +239,12 @@ class FleetReuse:
         out.int8[i] = entry.cls == c.REUSE_CLASS_INT8
         return True
 
-    def _compute_and_put(
-        self, texts: Sequence[str], keys: list[bytes], idx: list[int], embedder: Embedder, out: Resolved
-    ) -> None:
-        if not idx:
-            return
-        try:
-            self._compute(texts, idx, embedder, out)
-        except BaseException:
-            self._release([keys[i] for i in idx])
-            raise
-        if self.store is None:
-            return
-        values = [
-            encode_entry(self.own, out.embeddings[i], bool(out.truncated[i]), len(texts[i].encode("utf-8")))
-            for i in idx
-        ]
-        try:
-            self.store.put(self.own, [keys[i] for i in idx], values, self.owner)
-        except BusUnavailable as e:
-            self._off(e)
-
     def _compute(self, texts: Sequence[str], idx: list[int], embedder: Embedder, out: Resolved) -> None:
         if not idx:
             return
-        enc = embedder.encode([texts[i] for i in idx])
+        self._fill(idx, embedder.encode([texts[i] for i in idx]), out)
+
+    def _fill(self, idx: list[int], enc: Encoded, out: Resolved) -> None:
         out.embeddings[idx] = enc.embeddings
         out.truncated[idx] = enc.truncated
         out.int8[idx] = self.own == c.REUSE_CLASS_INT8

@@ -127,15 +127,41 @@ class SimulatedEmbedder:
         self.tokens.prepare(texts)
 
     def encode(self, texts: Sequence[str]) -> Encoded:
+        return self.submit(texts).result()
+
+    def submit(self, texts: Sequence[str]) -> Future[Encoded]:
+        """Tokenize, pad and queue ``texts`` on the device; their vectors when
+        it has computed them. The host work is done here, on the caller's
+        thread, while the device may still be busy with earlier batches: how a
+        GPU is fed (kernels queued on a stream, the host preparing the next)."""
         self.calls.append(len(texts))
         ids, truncated = self.tokens.tokenize(texts)
         s = seeds(texts)
-        out = np.empty((len(texts), EMBEDDING_DIM), dtype=np.float32)
         running: list[tuple[np.ndarray, Future[np.ndarray]]] = []
         budget = self.token_budget
         for idx in plan_batches([len(x) for x in ids], self.max_batch, lambda _n: budget):
             input_ids, mask = pad([ids[i] for i in idx], self.pad_id)
             running.append((idx, self.sim.submit(input_ids, mask, s[idx])))
-        for idx, done in running:
-            out[idx] = done.result()
-        return Encoded(out, truncated)
+        done: Future[Encoded] = Future()
+        left = [len(running)]
+        lock = threading.Lock()
+
+        def gather(_f: Future[np.ndarray]) -> None:
+            with lock:
+                left[0] -= 1
+                if left[0]:
+                    return
+            out = np.empty((len(texts), EMBEDDING_DIM), dtype=np.float32)
+            try:
+                for idx, f in running:
+                    out[idx] = f.result()
+            except BaseException as e:  # the device's failure is the caller's, through the future
+                done.set_exception(e)
+                return
+            done.set_result(Encoded(out, truncated))
+
+        if not running:
+            done.set_result(Encoded(np.empty((0, EMBEDDING_DIM), dtype=np.float32), truncated))
+        for _idx, f in running:
+            f.add_done_callback(gather)
+        return done
