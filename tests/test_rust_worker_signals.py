@@ -88,6 +88,28 @@ def test_sigterm_finishes_the_current_job_then_exits_0(
     assert not redis_client.hexists(f"{settings.namespace}:workers", WORKER_ID)
 
 
+def test_an_idle_worker_stopped_says_so_and_reports_no_outage(
+    worker_bin: Path,
+    settings: RedisSettings,
+    transport: RedisTransport,
+    redis_client: redis.Redis,
+    tmp_path: Path,
+) -> None:
+    """SIGTERM while the worker waits for a job interrupts its blocking read:
+    that must read as a stop, not as "Redis unavailable … trying again"."""
+    transport.ensure_lanes(["default"])
+    (tmp_path / "data").mkdir()
+    log = tmp_path / "err.log"
+    with worker(worker_cmd(worker_bin, settings, tmp_path / "data", *SLOW), log) as proc:
+        wait_for("registration", lambda: redis_client.hexists(f"{settings.namespace}:workers", WORKER_ID))
+        time.sleep(0.5)  # into the blocking read for the next job
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    text = log.read_text()
+    assert "stop requested" in text
+    assert "unavailable" not in text and "trying again" not in text, text
+
+
 def test_a_second_signal_exits_at_once_leaving_the_lease(
     worker_bin: Path,
     settings: RedisSettings,

@@ -187,6 +187,8 @@ impl Worker {
                 Err(e) if !give_up && !matches!(e, WorkerError::BusUnavailable(_)) => {
                     return Err(e)
                 }
+                // A stop interrupts a blocking read: that is no outage to report.
+                Err(_) if give_up && self.stopping() => return Ok(None),
                 Err(e) => {
                     log::warn!("{what}: {e}; trying again in {:.1} s", delay.as_secs_f64());
                     self.reconnect_waits += 1;
