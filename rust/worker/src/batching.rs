@@ -40,6 +40,30 @@ pub trait Embedder: Send {
     fn device(&self) -> &str;
     fn precision(&self) -> &str;
     fn encode(&mut self, texts: &[&str]) -> Result<Encoded>;
+
+    /// Queue `texts` on the device and return at once, so the caller can
+    /// prepare the next round while the device computes this one (how a GPU
+    /// is fed). By default the texts are computed here and now.
+    fn submit(&mut self, texts: &[&str]) -> Pending {
+        Pending::Ready(self.encode(texts))
+    }
+}
+
+/// Texts queued on a device (`Embedder::submit`): `wait` gives their vectors.
+pub enum Pending {
+    /// Already computed (or failed).
+    Ready(Result<Encoded>),
+    /// Computing: the closure blocks until the device answers.
+    Waiting(Box<dyn FnOnce() -> Result<Encoded> + Send>),
+}
+
+impl Pending {
+    pub fn wait(self) -> Result<Encoded> {
+        match self {
+            Pending::Ready(r) => r,
+            Pending::Waiting(f) => f(),
+        }
+    }
 }
 
 /// Peak activation bytes per token of one MiniLM layer at a padded length

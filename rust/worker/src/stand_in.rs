@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use embedfleet_core::constants::{EMBEDDING_DIM, MAX_SEQ_LENGTH};
 
-use crate::batching::{plan_batches, Embedder, Encoded, CUDA_TOKEN_BUDGET, MAX_BATCH};
+use crate::batching::{plan_batches, Embedder, Encoded, Pending, CUDA_TOKEN_BUDGET, MAX_BATCH};
 use crate::error::{Result, WorkerError};
 use crate::tokenize::TextTokenizer;
 
@@ -200,6 +200,21 @@ impl Embedder for SimulatedEmbedder {
     }
 
     fn encode(&mut self, texts: &[&str]) -> Result<Encoded> {
+        self.submit(texts).wait()
+    }
+
+    /// Tokenize, pad and queue the batches on the device thread; the caller
+    /// waits for the vectors only when it needs them.
+    fn submit(&mut self, texts: &[&str]) -> Pending {
+        match self.queue(texts) {
+            Ok(p) => p,
+            Err(e) => Pending::Ready(Err(e)),
+        }
+    }
+}
+
+impl SimulatedEmbedder {
+    fn queue(&mut self, texts: &[&str]) -> Result<Pending> {
         let tokens = self.tokenizer.encode(texts)?;
         let lengths: Vec<usize> = tokens.iter().map(|t| t.ids.len()).collect();
         let budget = self.token_budget;
@@ -225,20 +240,24 @@ impl Embedder for SimulatedEmbedder {
             })?;
             running.push((batch, rx));
         }
-        let mut out = vec![0f32; texts.len() * EMBEDDING_DIM];
-        for (batch, rx) in running {
-            let vectors = rx
-                .recv()
-                .map_err(|_| WorkerError::Transient("the simulated device stopped".into()))?;
-            for (k, &i) in batch.iter().enumerate() {
-                out[i * EMBEDDING_DIM..(i + 1) * EMBEDDING_DIM]
-                    .copy_from_slice(&vectors[k * EMBEDDING_DIM..(k + 1) * EMBEDDING_DIM]);
+        let n = texts.len();
+        let truncated: Vec<bool> = tokens.iter().map(|t| t.truncated).collect();
+        Ok(Pending::Waiting(Box::new(move || {
+            let mut out = vec![0f32; n * EMBEDDING_DIM];
+            for (batch, rx) in running {
+                let vectors = rx
+                    .recv()
+                    .map_err(|_| WorkerError::Transient("the simulated device stopped".into()))?;
+                for (k, &i) in batch.iter().enumerate() {
+                    out[i * EMBEDDING_DIM..(i + 1) * EMBEDDING_DIM]
+                        .copy_from_slice(&vectors[k * EMBEDDING_DIM..(k + 1) * EMBEDDING_DIM]);
+                }
             }
-        }
-        Ok(Encoded {
-            embeddings: out,
-            truncated: tokens.iter().map(|t| t.truncated).collect(),
-        })
+            Ok(Encoded {
+                embeddings: out,
+                truncated,
+            })
+        })))
     }
 }
 

@@ -11,13 +11,14 @@
 //! store off for the rest of the job and the texts are computed here: the
 //! store can only save work.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use embedfleet_core::constants::{EMBEDDING_DIM, REUSE_ROUND_TEXTS};
 
 use super::entry::{decode_entry, encode_entry, Class};
 use super::store::{Claimed, ReuseStore};
-use crate::batching::Embedder;
+use crate::batching::{Embedder, Encoded, Pending};
 use crate::error::{Result, WorkerError};
 use crate::textkey::{TextKey, TextKeyer};
 
@@ -128,8 +129,36 @@ impl<'a> FleetReuse<'a> {
         let mut todo = self.lookup(&t, &mut out);
         todo.sort_by(|&a, &b| (t.texts[a].len(), &t.keys[a]).cmp(&(t.texts[b].len(), &t.keys[b])));
         let mut waiting = Vec::new();
+        // Rounds sent to the device and not yet stored: at most two, so the
+        // device computes round r while round r+1 is claimed and round r-1
+        // is stored (an embedder without `submit` computes each when sent).
+        let mut flight: VecDeque<Flight> = VecDeque::new();
+        let mut failed = None;
         for round in todo.chunks(self.round_texts) {
-            waiting.extend(self.round(&t, round, embedder, &mut out)?);
+            let (mine, others) = self.claim(&t, round, &mut out);
+            waiting.extend(others);
+            flight.push_back(send(&t, mine, embedder));
+            if flight.len() == 2 {
+                let f = flight.pop_front().expect("two rounds in flight");
+                if let Err(e) = self.land(&t, f, &mut out) {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        while failed.is_none() {
+            let Some(f) = flight.pop_front() else { break };
+            if let Err(e) = self.land(&t, f, &mut out) {
+                failed = Some(e);
+            }
+        }
+        if let Some(e) = failed {
+            // Claimed and maybe computing: let the device finish, then release.
+            for f in flight {
+                let _ = f.pending.map(Pending::wait);
+                self.release(&t, &f.idx);
+            }
+            return Err(e);
         }
         self.wait(&t, waiting, embedder, checkpoint, &mut out)?;
         Ok(out)
@@ -163,26 +192,19 @@ impl<'a> FleetReuse<'a> {
         }
     }
 
-    /// Claim `idx`, compute what this worker holds; return the rest.
-    fn round(
-        &mut self,
-        t: &Texts,
-        idx: &[usize],
-        embedder: &mut dyn Embedder,
-        out: &mut Resolved,
-    ) -> Result<Vec<usize>> {
+    /// Claim `idx`: the texts this worker computes and those another holds
+    /// (a fault switches the store off: this worker computes them all).
+    fn claim(&mut self, t: &Texts, idx: &[usize], out: &mut Resolved) -> (Vec<usize>, Vec<usize>) {
         let classes = self.own.acceptable();
         let Some(store) = self.store.as_deref_mut() else {
-            self.compute(t.texts, idx, embedder, out)?;
-            return Ok(Vec::new());
+            return (idx.to_vec(), Vec::new());
         };
         let keys: Vec<TextKey> = idx.iter().map(|&i| t.keys[i]).collect();
         let answers = match store.claim(&keys, classes, &self.owner) {
             Ok(a) => a,
             Err(e) => {
                 self.off(&e);
-                self.compute(t.texts, idx, embedder, out)?;
-                return Ok(Vec::new());
+                return (idx.to_vec(), Vec::new());
             }
         };
         let (mut mine, mut others, mut invalid) = (Vec::new(), Vec::new(), 0);
@@ -195,7 +217,38 @@ impl<'a> FleetReuse<'a> {
             }
         }
         warn_invalid(invalid);
-        self.compute_and_put(t, &mine, embedder, out)?;
+        (mine, others)
+    }
+
+    /// Take a round's vectors from the device and store them; on failure the
+    /// round's claims are released before the error is returned.
+    fn land(&mut self, t: &Texts, f: Flight, out: &mut Resolved) -> Result<()> {
+        let Some(pending) = f.pending else {
+            return Ok(());
+        };
+        let enc = match pending.wait() {
+            Ok(enc) => enc,
+            Err(e) => {
+                self.release(t, &f.idx);
+                return Err(e);
+            }
+        };
+        self.fill(&f.idx, &enc, out);
+        self.put(t, &f.idx, out);
+        Ok(())
+    }
+
+    /// Claim `idx`, compute and store what this worker holds; return the rest.
+    fn round(
+        &mut self,
+        t: &Texts,
+        idx: &[usize],
+        embedder: &mut dyn Embedder,
+        out: &mut Resolved,
+    ) -> Result<Vec<usize>> {
+        let (mine, others) = self.claim(t, idx, out);
+        let f = send(t, mine, embedder);
+        self.land(t, f, out)?;
         Ok(others)
     }
 
@@ -219,23 +272,11 @@ impl<'a> FleetReuse<'a> {
         Ok(())
     }
 
-    fn compute_and_put(
-        &mut self,
-        t: &Texts,
-        idx: &[usize],
-        embedder: &mut dyn Embedder,
-        out: &mut Resolved,
-    ) -> Result<()> {
-        if idx.is_empty() {
-            return Ok(());
-        }
-        if let Err(e) = self.compute(t.texts, idx, embedder, out) {
-            self.release(t, idx);
-            return Err(e);
-        }
+    /// Store the vectors of `idx` (this worker's claims) and drop the claims.
+    fn put(&mut self, t: &Texts, idx: &[usize], out: &Resolved) {
         let own = self.own;
         let Some(store) = self.store.as_deref_mut() else {
-            return Ok(());
+            return;
         };
         let keys: Vec<TextKey> = idx.iter().map(|&i| t.keys[i]).collect();
         let values: Vec<Vec<u8>> = idx
@@ -248,7 +289,6 @@ impl<'a> FleetReuse<'a> {
         if let Err(e) = store.put(own, &keys, &values, &self.owner) {
             self.off(&e);
         }
-        Ok(())
     }
 
     fn compute(
@@ -263,6 +303,11 @@ impl<'a> FleetReuse<'a> {
         }
         let batch: Vec<&str> = idx.iter().map(|&i| texts[i]).collect();
         let enc = embedder.encode(&batch)?;
+        self.fill(idx, &enc, out);
+        Ok(())
+    }
+
+    fn fill(&self, idx: &[usize], enc: &Encoded, out: &mut Resolved) {
         for (k, &i) in idx.iter().enumerate() {
             let v = &enc.embeddings[k * EMBEDDING_DIM..(k + 1) * EMBEDDING_DIM];
             out.set(i, v, enc.truncated[k]);
@@ -270,7 +315,6 @@ impl<'a> FleetReuse<'a> {
             out.class[i] = self.own;
         }
         out.model_calls += idx.len() as u64;
-        Ok(())
     }
 
     /// Drop this worker's claims on `idx` (the job failed computing them).
@@ -290,6 +334,22 @@ impl<'a> FleetReuse<'a> {
         log::warn!("{e}: computing every text of this job here, without the reuse store");
         self.store = None;
     }
+}
+
+/// A round's own texts (indices) and the device's answer for them.
+struct Flight {
+    idx: Vec<usize>,
+    pending: Option<Pending>,
+}
+
+/// Start computing `idx` (`Embedder::submit`: queued on the device when it can).
+fn send(t: &Texts, idx: Vec<usize>, embedder: &mut dyn Embedder) -> Flight {
+    if idx.is_empty() {
+        return Flight { idx, pending: None };
+    }
+    let batch: Vec<&str> = idx.iter().map(|&i| t.texts[i]).collect();
+    let pending = Some(embedder.submit(&batch));
+    Flight { idx, pending }
 }
 
 /// Use a stored value for text `i` if it checks out.
@@ -441,6 +501,92 @@ mod tests {
             other.claim(&keys, &[Class::Exact], "w2").unwrap(),
             vec![Claimed::Mine],
             "the claim of w1 was dropped"
+        );
+    }
+
+    /// Queues each round (`submit` returns at once) and fails the third.
+    struct Queued {
+        rounds: usize,
+    }
+
+    impl Embedder for Queued {
+        fn model_id(&self) -> &str {
+            "m"
+        }
+        fn device(&self) -> &str {
+            "sim"
+        }
+        fn precision(&self) -> &str {
+            "fp32"
+        }
+        fn encode(&mut self, texts: &[&str]) -> Result<crate::batching::Encoded> {
+            self.submit(texts).wait()
+        }
+        fn submit(&mut self, texts: &[&str]) -> Pending {
+            self.rounds += 1;
+            let fail = self.rounds == 3;
+            let owned: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
+            Pending::Waiting(Box::new(move || {
+                if fail {
+                    return Err(WorkerError::Transient("device lost".into()));
+                }
+                let refs: Vec<&str> = owned.iter().map(String::as_str).collect();
+                HashEmbedder::new("m".into(), 0.0).encode(&refs)
+            }))
+        }
+    }
+
+    #[test]
+    fn queued_rounds_give_the_vectors_of_rounds_in_turn() {
+        let texts: Vec<String> = (0..9).map(|i| format!("t{i}")).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let mut store = MemoryReuseStore::default();
+        let mut q = Queued { rounds: 10 };
+        let got = FleetReuse::new(Some(&mut store), "m", "fp32", "w1")
+            .with_round_texts(2)
+            .resolve(&refs, &mut q, &mut never())
+            .unwrap();
+        let mut e = HashEmbedder::new("m".into(), 0.0);
+        let plain = FleetReuse::new(None, "m", "fp32", "w1")
+            .resolve(&refs, &mut e, &mut never())
+            .unwrap();
+        assert_eq!((got.model_calls, &got.embeddings), (9, &plain.embeddings));
+        let keys: Vec<TextKey> = refs.iter().map(|t| TextKeyer::new("m").key(t)).collect();
+        assert!(
+            store
+                .lookup(&keys, &[Class::Exact])
+                .unwrap()
+                .iter()
+                .all(Option::is_some),
+            "every round stored"
+        );
+    }
+
+    #[test]
+    fn a_device_failure_releases_the_claims_of_every_round_in_flight() {
+        let texts: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let mut store = MemoryReuseStore::default();
+        let mut f = FleetReuse::new(Some(&mut store), "m", "fp32", "w1").with_round_texts(2);
+        assert!(f
+            .resolve(&refs, &mut Queued { rounds: 0 }, &mut never())
+            .is_err());
+        let keyer = TextKeyer::new("m");
+        let keys: Vec<TextKey> = refs.iter().map(|t| keyer.key(t)).collect();
+        let stored = store
+            .lookup(&keys, &[Class::Exact])
+            .unwrap()
+            .iter()
+            .filter(|v| v.is_some())
+            .count();
+        assert_eq!(
+            stored, 4,
+            "the two rounds computed before the failure were stored"
+        );
+        let answers = store.clone().claim(&keys, &[Class::Exact], "w2").unwrap();
+        assert!(
+            !answers.contains(&Claimed::Theirs),
+            "no claim of w1 is left for w2 to wait on: {answers:?}"
         );
     }
 
