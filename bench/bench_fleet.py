@@ -398,11 +398,14 @@ def cpu_table(f: FleetResult) -> dict[str, Any]:
         part = key.removeprefix("cpu:")
         kind = part.removesuffix(" worker")
         done = f.rows_by_kind.get(kind) if part.endswith(" worker") else None
-        per_cpu = f"{done / sum(f.res[key]):.1f}" if done else "—"
+        cpu = sum(f.res[key])
+        # A smoke round's worker may finish its few reused rows inside one clock tick: 0.00 CPU s.
+        per_cpu = f"{done / cpu:.1f}" if done and cpu > 0 else "—"
         rows.append([part, spread(f.res[key]), f"{done / rounds:.0f}" if done is not None else "—", per_cpu])
-    bare_per_cpu = f.rows * rounds / sum(f.res["bare_cpu"])
+    bare_cpu = sum(f.res["bare_cpu"])
+    bare_per_cpu = f"{f.rows * rounds / bare_cpu:.1f}" if bare_cpu > 0 else "—"
     rows.append([f"bare `encode`, {WORKER_THREADS * len(f.kinds)} thread(s)", spread(f.res["bare_cpu"]),
-                 str(f.rows), f"{bare_per_cpu:.1f}"])  # fmt: skip
+                 str(f.rows), bare_per_cpu])  # fmt: skip
     return {
         "caption": "CPU seconds per round by process (median, min–max), rows embedded per round, rows per CPU-second",
         "columns": ["process", "CPU s", "rows", "rows per CPU-second"],
