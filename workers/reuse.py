@@ -164,14 +164,16 @@ class FleetReuse:
             return _Flight(idx, None)
         batch = [texts[i] for i in idx]
         submit = getattr(embedder, "submit", None)
-        if self.device is not None and submit is None:
-            return _Flight(idx, self.device.submit(embedder.encode, batch))
-        done: Future[Encoded] = Future()
         try:
-            if self.device is not None and submit is not None:
-                return _Flight(idx, submit(batch))
-            done.set_result(embedder.encode(batch))
+            if self.device is None:
+                done: Future[Encoded] = Future()
+                done.set_result(embedder.encode(batch))
+            elif submit is not None:
+                done = submit(batch)
+            else:
+                done = self.device.submit(embedder.encode, batch)
         except BaseException as e:
+            done = Future()
             done.set_exception(e)
         return _Flight(idx, done)
 

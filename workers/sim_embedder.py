@@ -17,10 +17,11 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -31,6 +32,8 @@ from workers.st_embedder import GPU_MAX_TOKEN_BUDGET, MAX_BATCH, ModelTokenizer,
 SIM_TOKEN_BUDGET = 1 << 16
 """Tokens per batch on the simulated device (a large GPU's batches;
 ``GPU_MAX_TOKEN_BUDGET`` is the real embedder's ceiling)."""
+
+T = TypeVar("T")
 
 _LANES = np.arange(EMBEDDING_DIM, dtype=np.uint64) * np.uint64(0x9E37_79B9_7F4A_7C15)
 
@@ -83,6 +86,10 @@ class SimulatedDevice:
     def submit(self, input_ids: np.ndarray, mask: np.ndarray, batch_seeds: np.ndarray) -> Future[np.ndarray]:
         """Queue one padded batch; its vectors when the device has "computed" it."""
         return self._pool.submit(self._compute, input_ids, mask, batch_seeds)
+
+    def after(self, fn: Callable[[], T]) -> Future[T]:
+        """Run ``fn`` on the device once every batch queued before it is done."""
+        return self._pool.submit(fn)
 
     def _compute(self, input_ids: np.ndarray, mask: np.ndarray, batch_seeds: np.ndarray) -> np.ndarray:
         rows, seq_len = input_ids.shape
@@ -142,26 +149,11 @@ class SimulatedEmbedder:
         for idx in plan_batches([len(x) for x in ids], self.max_batch, lambda _n: budget):
             input_ids, mask = pad([ids[i] for i in idx], self.pad_id)
             running.append((idx, self.sim.submit(input_ids, mask, s[idx])))
-        done: Future[Encoded] = Future()
-        left = [len(running)]
-        lock = threading.Lock()
 
-        def gather(_f: Future[np.ndarray]) -> None:
-            with lock:
-                left[0] -= 1
-                if left[0]:
-                    return
+        def gather() -> Encoded:  # runs on the device after every batch above: each result is ready
             out = np.empty((len(texts), EMBEDDING_DIM), dtype=np.float32)
-            try:
-                for idx, f in running:
-                    out[idx] = f.result()
-            except BaseException as e:  # the device's failure is the caller's, through the future
-                done.set_exception(e)
-                return
-            done.set_result(Encoded(out, truncated))
+            for idx, f in running:
+                out[idx] = f.result()
+            return Encoded(out, truncated)
 
-        if not running:
-            done.set_result(Encoded(np.empty((0, EMBEDDING_DIM), dtype=np.float32), truncated))
-        for _idx, f in running:
-            f.add_done_callback(gather)
-        return done
+        return self.sim.after(gather)
